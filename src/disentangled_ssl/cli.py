@@ -1,0 +1,247 @@
+"""``dssl``: a thin command line over the Python API.
+
+Every error on bad input ends with a one-line ``dssl: error: ...`` message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from disentangled_ssl._errors import DSSLError, TrainingDivergedError
+from disentangled_ssl._version import __version__
+
+EXIT_USAGE = 2
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from exc
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="paired .npz with arrays x1, x2 (and labels), e.g. from "
+                   "`dssl generate`")
+    p.add_argument("--x1", help="modality-1 features: file.npy, file.npz:KEY or file.csv")
+    p.add_argument("--x2", help="modality-2 features (same row order as --x1)")
+
+
+def _read_inputs(args: argparse.Namespace):
+    from disentangled_ssl.data.io import read_array, read_paired
+    from disentangled_ssl.data.synthetic import PairedData
+
+    if args.data and (args.x1 or args.x2):
+        raise DSSLError("give either --data or --x1/--x2, not both")
+    if args.data:
+        return read_paired(args.data)
+    if not (args.x1 and args.x2):
+        raise DSSLError("give the paired input as --data FILE.npz or as --x1 FILE --x2 FILE")
+    return PairedData(read_array(args.x1), read_array(args.x2))
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from disentangled_ssl.data.io import save_paired
+    from disentangled_ssl.data.synthetic import make_synthetic
+
+    data = make_synthetic(n_samples=args.n_samples, shared_dim=args.shared_dim,
+                          private_dim1=args.private_dim, private_dim2=args.private_dim,
+                          x_dim1=args.x_dim, x_dim2=args.x_dim, seed=args.seed)
+    path = save_paired(args.out, data, overwrite=args.overwrite)
+    print(f"wrote {path}: x1 {data.x1.shape}, x2 {data.x2.shape}, labels {sorted(data.labels)}")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from disentangled_ssl.estimator import DisentangledSSL
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise DSSLError(f"{out} already exists; pass --overwrite to replace it")
+    data = _read_inputs(args)
+    est = DisentangledSSL(
+        beta=args.beta, lam=args.lam, shared_dim=args.shared_dim, specific_dim=args.specific_dim,
+        hidden_dim=args.hidden_dim, shared_epochs=args.shared_epochs,
+        specific_epochs=args.specific_epochs, batch_size=args.batch_size, lr=args.lr,
+        kappa=args.kappa, random_state=args.seed, device=args.device, verbose=not args.quiet,
+    )
+    est.fit(data.x1, data.x2)
+    est.save(out, overwrite=args.overwrite)
+    last = {stage: {k: round(v, 4) for k, v in h[-1].items()} for stage, h in est.history_.items()}
+    print(f"wrote {out} (final epoch: {json.dumps(last)})")
+    return 0
+
+
+def _cmd_transform(args: argparse.Namespace) -> int:
+    from disentangled_ssl.data.io import save_npz
+    from disentangled_ssl.estimator import DisentangledSSL
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise DSSLError(f"{args.out} already exists; pass --overwrite to replace it")
+    est = DisentangledSSL.load(args.model, device=args.device)
+    data = _read_inputs(args)
+    emb = est.transform(data.x1, data.x2).as_dict()
+    save_npz(args.out, emb, overwrite=args.overwrite)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in emb.items()))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from disentangled_ssl.estimator import DisentangledSSL
+    from disentangled_ssl.evaluation import linear_probe, retrieval_metrics
+
+    est = DisentangledSSL.load(args.model, device=args.device)
+    data = _read_inputs(args)
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise DSSLError(f"{args.out} already exists; pass --overwrite to replace it")
+    train, test = data.split(args.test_fraction, seed=args.split_seed)
+    tr, te = est.transform(train.x1, train.x2), est.transform(test.x1, test.x2)
+    result: dict = {"n_train": len(train), "n_test": len(test)}
+    if data.labels:
+        reps = {"shared": (tr.shared, te.shared)}
+        reps.update({k: (v, te.as_dict()[k]) for k, v in tr.as_dict().items()})
+        result["probe"] = {
+            rep: linear_probe(a, train.labels, b, test.labels) for rep, (a, b) in reps.items()
+        }
+        labels = sorted(data.labels)
+        print(f"{'representation':<16}" + "".join(f"{lab:>8}" for lab in labels))
+        for rep, accs in result["probe"].items():
+            print(f"{rep:<16}" + "".join(f"{accs[lab]:>8.3f}" for lab in labels))
+    else:
+        print("no labels in the data: skipping linear probes")
+    result["retrieval"] = retrieval_metrics(te.shared1, te.shared2)
+    result["retrieval_chance"] = {"top1": 1 / len(test), "mrr": float(
+        np.mean(1.0 / np.arange(1, len(test) + 1)))}
+    metrics = ", ".join(f"{k} {v:.3f}" for k, v in result["retrieval"].items())
+    print(f"retrieval shared1 -> shared2 (test): {metrics} (chance top1 {1 / len(test):.4f})")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from disentangled_ssl.experiments.synthetic import SyntheticConfig, run_synthetic
+
+    config = SyntheticConfig(
+        n_samples=args.n_samples, shared_epochs=args.shared_epochs,
+        specific_epochs=args.specific_epochs, betas=args.betas, step2_betas=args.step2_betas,
+        lambdas=args.lambdas, seeds=args.seeds, batch_size=args.batch_size, lr=args.lr,
+        kappa=args.kappa, device=args.device,
+    )
+    run_synthetic(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    out = Path(args.out)
+    print((out / "summary.md").read_text())
+    print(f"wrote {out / 'results.csv'}, {out / 'summary.md'}, {out / 'figure3a.png'}"
+          + (f", {out / 'figure3b.png'}" if (out / "figure3b.png").exists() else ""))
+    return 0
+
+
+def _add_training(p: argparse.ArgumentParser, *, epochs: tuple[int, int]) -> None:
+    p.add_argument("--shared-epochs", type=int, default=epochs[0], help="step-1 epochs")
+    p.add_argument("--specific-epochs", type=int, default=epochs[1], help="step-2 epochs")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--kappa", type=float, default=1000.0, help="vMF concentration")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from disentangled_ssl.experiments.paper import PAPER_BETAS, PAPER_LAMBDAS, PAPER_STEP2_BETAS
+
+    parser = argparse.ArgumentParser(
+        prog="dssl", description="DisentangledSSL: shared and modality-specific representations "
+        "of paired multimodal data (Wang et al., ICLR 2025).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write the paper's synthetic paired data to a .npz")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--n-samples", type=int, default=20000)
+    p.add_argument("--shared-dim", type=int, default=50)
+    p.add_argument("--private-dim", type=int, default=50)
+    p.add_argument("--x-dim", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("fit", help="fit DisentangledSSL on paired arrays and save the model")
+    _add_inputs(p)
+    p.add_argument("--out", required=True, help="output model folder")
+    p.add_argument("--beta", type=float, default=1.0)
+    p.add_argument("--lam", type=float, default=1.0)
+    p.add_argument("--shared-dim", type=int, default=100)
+    p.add_argument("--specific-dim", type=int, default=100)
+    p.add_argument("--hidden-dim", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    _add_training(p, epochs=(50, 30))
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("transform", help="embed paired arrays with a saved model")
+    p.add_argument("--model", required=True, help="model folder written by `dssl fit`")
+    _add_inputs(p)
+    p.add_argument("--out", required=True, help="output .npz (shared1, shared2, specific1, ...)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_transform)
+
+    p = sub.add_parser("evaluate", help="linear probes and cross-modal retrieval of a model")
+    p.add_argument("--model", required=True)
+    _add_inputs(p)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--out", help="write the metrics as JSON here")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("reproduce", help="reproduce a paper experiment")
+    rsub = p.add_subparsers(dest="experiment", required=True)
+    r = rsub.add_parser("synthetic", help="the paper's Figure 3 (β grid, then β×λ)")
+    r.add_argument("--out", default="results/synthetic", help="output folder")
+    r.add_argument("--n-samples", type=int, default=20000, help="paper: 90000")
+    r.add_argument("--betas", type=_floats, default=list(PAPER_BETAS),
+                   help="step-1 β grid, comma-separated")
+    r.add_argument("--step2-betas", type=_floats, default=list(PAPER_STEP2_BETAS),
+                   help="β values whose step-1 models get the λ grid")
+    r.add_argument("--lambdas", type=_floats, default=list(PAPER_LAMBDAS))
+    r.add_argument("--seeds", type=_ints, default=[0])
+    _add_training(r, epochs=(5, 5))
+    r.set_defaults(func=_cmd_reproduce)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``dssl``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (DSSLError, TrainingDivergedError, FileNotFoundError, PermissionError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"dssl: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dssl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

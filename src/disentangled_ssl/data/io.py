@@ -1,0 +1,137 @@
+"""Reading and writing arrays: .npy, .npz (``file.npz:key``) and CSV/TSV with an optional
+header row. Files are never unpickled (``allow_pickle=False``)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.data.synthetic import PairedData
+
+_LATENT_KEYS = ("z1", "zs", "z2")
+
+
+def _split_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    text = str(spec)
+    if ".npz:" in text:
+        path, key = text.rsplit(":", 1)
+        return Path(path), key
+    return Path(text), None
+
+
+def _load_npz(path: Path) -> np.lib.npyio.NpzFile:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DSSLError(f"{path} is not a readable .npz file ({exc})") from exc
+
+
+def read_array(spec: str | os.PathLike[str]) -> np.ndarray:
+    """Read one feature matrix from ``file.npy``, ``file.npz:key`` or ``file.csv``/``.tsv``.
+
+    CSV/TSV: comma/tab separated numbers; a first row that is not numeric is taken as a header.
+    """
+    path, key = _split_spec(spec)
+    if not path.is_file():
+        raise DSSLError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DSSLError(
+                f"{path} is not a readable .npy file of numbers ({exc}); object arrays are "
+                "refused because they would need unpickling"
+            ) from exc
+    if suffix == ".npz":
+        with _load_npz(path) as archive:
+            keys = list(archive.keys())
+            if key is None:
+                if len(keys) != 1:
+                    raise DSSLError(f"{path} holds arrays {keys}; name one as {path}:KEY")
+                key = keys[0]
+            if key not in keys:
+                raise DSSLError(f"{path} has no array {key!r}; it holds {keys}")
+            try:
+                return archive[key]
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise DSSLError(f"{path}:{key} could not be read ({exc})") from exc
+    if suffix in (".csv", ".tsv", ".txt"):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        try:
+            with open(path, encoding="utf-8") as fh:
+                first = fh.readline()
+        except UnicodeDecodeError as exc:
+            raise DSSLError(f"{path} is not a UTF-8 text file") from exc
+        cells = [c.strip() for c in first.strip().split(delimiter)]
+        try:
+            [float(c) for c in cells]
+            skip = 0
+        except ValueError:
+            skip = 1
+        try:
+            array = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2,
+                               dtype=np.float64)
+        except ValueError as exc:
+            raise DSSLError(f"{path} has non-numeric or ragged values ({exc})") from exc
+        return array
+    raise DSSLError(
+        f"unsupported file type {suffix!r} for {path}; use .npy, .npz (file.npz:key) or .csv"
+    )
+
+
+def save_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
+             overwrite: bool = False) -> Path:
+    """Atomically write arrays to ``path`` (.npz); refuses an existing file unless
+    ``overwrite``."""
+    target = Path(path)
+    if target.suffix != ".npz":
+        raise DSSLError(f"output file {target} must end in .npz")
+    if target.exists() and not overwrite:
+        raise DSSLError(f"{target} already exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".npz", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def save_paired(path: str | os.PathLike[str], data: PairedData, overwrite: bool = False) -> Path:
+    """Write paired data as .npz with keys ``x1``, ``x2``, one per label and latent."""
+    arrays = {"x1": data.x1, "x2": data.x2, **data.labels, **data.latents}
+    return save_npz(path, arrays, overwrite=overwrite)
+
+
+def read_paired(path: str | os.PathLike[str]) -> PairedData:
+    """Read a .npz written by :func:`save_paired` (or any .npz with ``x1``, ``x2`` and optional
+    1-D label arrays)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DSSLError(f"file not found: {p}")
+    if p.suffix.lower() != ".npz":
+        raise DSSLError(f"{p} must be an .npz with arrays x1 and x2 (or use --x1/--x2)")
+    with _load_npz(p) as archive:
+        keys = list(archive.keys())
+        missing = [k for k in ("x1", "x2") if k not in keys]
+        if missing:
+            raise DSSLError(f"{p} lacks array(s) {missing}; it holds {keys}")
+        try:
+            arrays = {k: archive[k] for k in keys}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise DSSLError(f"{p} is truncated or corrupt ({exc})") from exc
+    labels = {k: v for k, v in arrays.items()
+              if k not in ("x1", "x2", *_LATENT_KEYS) and v.ndim == 1}
+    latents = {k: arrays[k] for k in _LATENT_KEYS if k in arrays}
+    return PairedData(arrays["x1"], arrays["x2"], labels, latents)

@@ -1,0 +1,155 @@
+"""The paper's synthetic generator (Wang et al., ICLR 2025, Section 5.1).
+
+Z1, Zs, Z2 ~ N(0, variance·I); X1 = [Z1, Zs]·T1 and X2 = [Z2, Zs]·T2 with T ~ U(-1, 1); three
+balanced binary labels y1 = f1(Z1), yc = fc(Zs), y2 = f2(Z2), where each f is a frozen random
+two-layer ReLU MLP plus N(0, label_noise) noise, thresholded at its median.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from disentangled_ssl._errors import DSSLError
+
+LABEL_NAMES: tuple[str, str, str] = ("y1", "yc", "y2")
+
+
+@dataclass
+class PairedData:
+    """Paired two-modality data with optional labels and latent factors.
+
+    Attributes:
+        x1: modality-1 features, shape (n, d1), float32.
+        x2: modality-2 features, shape (n, d2), float32.
+        labels: name -> integer label vector of shape (n,).
+        latents: name -> latent factor matrix (n, k); empty for real data.
+    """
+
+    x1: np.ndarray
+    x2: np.ndarray
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    latents: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.x1.shape[0])
+
+    def subset(self, index: np.ndarray) -> PairedData:
+        """Rows ``index`` of every array."""
+        return PairedData(
+            self.x1[index],
+            self.x2[index],
+            {k: v[index] for k, v in self.labels.items()},
+            {k: v[index] for k, v in self.latents.items()},
+        )
+
+    def split(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[PairedData, PairedData]:
+        """Random train/test split (``test_fraction`` of the rows go to test), seeded; for the
+        synthetic data it matches the authors' ``random_split`` after ``torch.manual_seed(0)``."""
+        if not 0.0 < test_fraction < 1.0:
+            raise DSSLError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+        n = len(self)
+        # Same permutation as torch.utils.data.random_split after torch.manual_seed(seed).
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+        n_train = int((1.0 - test_fraction) * n)
+        if n_train == 0 or n_train == n:
+            raise DSSLError(
+                f"test_fraction={test_fraction} leaves an empty split for {n} rows; "
+                "use more rows or a test_fraction nearer 0.5"
+            )
+        return self.subset(order[:n_train]), self.subset(order[n_train:])
+
+
+def _label_mlp(in_dim: int, hidden_dim: int, seed: int) -> torch.nn.Sequential:
+    """A frozen random 2-layer ReLU MLP built exactly as the authors' generator builds it:
+    ``torch.manual_seed(seed)``, PyTorch's default Linear init, then Xavier-uniform weights.
+    The global torch RNG is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(in_dim, hidden_dim), torch.nn.ReLU(), torch.nn.Linear(hidden_dim, 1)
+        )
+        for layer in (net[0], net[2]):
+            torch.nn.init.xavier_uniform_(layer.weight)
+    net.requires_grad_(False)
+    return net
+
+
+def make_synthetic(
+    n_samples: int = 20000,
+    shared_dim: int = 50,
+    private_dim1: int = 50,
+    private_dim2: int = 50,
+    x_dim1: int = 100,
+    x_dim2: int = 100,
+    variance: float = 0.5,
+    label_hidden_dim: int = 100,
+    label_noise: float = 0.1,
+    seed: int = 0,
+) -> PairedData:
+    """Generate the paper's synthetic paired data.
+
+    Args:
+        n_samples: number of paired rows.
+        shared_dim: dimension of the shared latent Zs.
+        private_dim1, private_dim2: dimensions of the private latents Z1, Z2.
+        x_dim1, x_dim2: observed dimensions of X1, X2.
+        variance: per-dimension variance of every latent (the paper uses 0.5).
+        label_hidden_dim: hidden width of the random label MLPs.
+        label_noise: std of the Gaussian noise added before thresholding.
+        seed: seeds the latents, the mixing matrices and the label MLPs.
+
+    Returns:
+        :class:`PairedData` with ``x1`` (n, x_dim1), ``x2`` (n, x_dim2) float32, labels
+        ``y1`` (from Z1), ``yc`` (from Zs), ``y2`` (from Z2), each balanced 0/1, and latents
+        ``z1``, ``zs``, ``z2``.
+
+    Example:
+        >>> data = make_synthetic(n_samples=1000, seed=0)
+        >>> data.x1.shape, data.x2.shape, round(float(data.labels["yc"].mean()), 1)
+        ((1000, 100), (1000, 100), 0.5)
+    """
+    for name, value in {
+        "n_samples": n_samples, "shared_dim": shared_dim, "private_dim1": private_dim1,
+        "private_dim2": private_dim2, "x_dim1": x_dim1, "x_dim2": x_dim2,
+        "label_hidden_dim": label_hidden_dim,
+    }.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise DSSLError(f"{name} must be a positive integer, got {value!r}")
+    if n_samples < 2:
+        raise DSSLError(f"n_samples must be at least 2, got {n_samples}")
+    if not (np.isfinite(variance) and variance > 0):
+        raise DSSLError(f"variance must be positive and finite, got {variance!r}")
+    if not (np.isfinite(label_noise) and label_noise >= 0):
+        raise DSSLError(f"label_noise must be >= 0 and finite, got {label_noise!r}")
+
+    # Draw order and generators follow the authors' generate_data, so a seed gives the same
+    # data as their code (legacy RandomState for latents/mixing/noise, torch for label MLPs).
+    rng = np.random.RandomState(seed)
+    zs = rng.multivariate_normal(np.zeros(shared_dim), np.eye(shared_dim) * variance, n_samples)
+    z1 = rng.multivariate_normal(np.zeros(private_dim1), np.eye(private_dim1) * variance,
+                                 n_samples)
+    z2 = rng.multivariate_normal(np.zeros(private_dim2), np.eye(private_dim2) * variance,
+                                 n_samples)
+    t1 = rng.uniform(-1.0, 1.0, (private_dim1 + shared_dim, x_dim1))
+    x1 = np.concatenate([z1, zs], axis=1) @ t1
+    t2 = rng.uniform(-1.0, 1.0, (private_dim2 + shared_dim, x_dim2))
+    x2 = np.concatenate([z2, zs], axis=1) @ t2
+
+    labels: dict[str, np.ndarray] = {}
+    for k, (name, latent) in enumerate(zip(LABEL_NAMES, (z1, zs, z2))):
+        net = _label_mlp(latent.shape[1], label_hidden_dim, seed=k)
+        score = net(torch.from_numpy(latent).float()).numpy().astype(np.float64)
+        score = score + rng.normal(0.0, label_noise, score.shape)
+        prob = 1.0 / (1.0 + np.exp(-score))
+        labels[name] = (prob >= np.median(prob)).astype(np.int64).reshape(-1)
+
+    return PairedData(
+        x1=x1.astype(np.float32),
+        x2=x2.astype(np.float32),
+        labels=labels,
+        latents={"z1": z1.astype(np.float32), "zs": zs.astype(np.float32),
+                 "z2": z2.astype(np.float32)},
+    )

@@ -1,0 +1,108 @@
+"""DisentangledSSL's two objectives (Wang et al., "An Information Criterion for Controlled
+Disentanglement of Multimodal Data", ICLR 2025, arXiv 2410.23996)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.losses.functional import alignment, info_nce, orthogonality
+
+
+def _check_dial(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DSSLError(f"{name} must be a finite number >= 0, got {value!r}")
+    if value < 0:
+        raise DSSLError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+class SharedLoss(nn.Module):
+    """Step 1: ``InfoNCE(z1, z2) + beta · alignment(e1, e2)``.
+
+    Maximises I(Z; X_other) through the symmetric InfoNCE between vMF samples of both modalities
+    and penalises I(Z; X_own | X_other) through the alignment surrogate (negative mean cosine of
+    the two modalities' mean directions).
+
+    Attributes:
+        beta: weight of the alignment term (the trade-off dial; 0 gives CLIP on vMF samples).
+        temperature: InfoNCE temperature.
+
+    Example:
+        >>> import torch
+        >>> e = torch.nn.functional.normalize(torch.randn(8, 4), dim=-1)
+        >>> out = SharedLoss(beta=1.0)(e, e, e, e)
+        >>> sorted(out)
+        ['alignment', 'infonce', 'loss']
+    """
+
+    def __init__(self, beta: float = 1.0, temperature: float = 0.07) -> None:
+        super().__init__()
+        self.beta = _check_dial("beta", beta)
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise DSSLError(f"temperature must be positive and finite, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def forward(self, z1: Tensor, z2: Tensor, e1: Tensor, e2: Tensor) -> dict[str, Tensor]:
+        """z1, z2: (B, D) unit-norm vMF samples; e1, e2: (B, D) encoder outputs (mean
+        directions up to scale). Returns ``loss``, ``infonce`` and ``alignment``."""
+        nce = info_nce(z1, z2, self.temperature)
+        align = alignment(e1, e2)
+        return {"loss": nce + self.beta * align, "infonce": nce, "alignment": align}
+
+
+class SpecificLoss(nn.Module):
+    """Step 2: per modality i, ``InfoNCE(j_i, j_i') + lam · orthogonality``.
+
+    ``j_i = normalise([s_i(v), c_other(v_other)])`` for one augmentation and ``j_i'`` for the
+    other: the specific code together with the other modality's shared code must identify the
+    sample (coverage of X_i), while the orthogonality penalty keeps the specific code
+    uncorrelated with the modality's own shared code (disentanglement). As the authors
+    implement it, the InfoNCE terms are summed over modalities and the orthogonality term is
+    summed over modalities and averaged over the two views.
+
+    Attributes:
+        lam: weight of the orthogonality penalty (the dial).
+        temperature: InfoNCE temperature.
+    """
+
+    def __init__(self, lam: float = 1.0, temperature: float = 0.07) -> None:
+        super().__init__()
+        self.lam = _check_dial("lam", lam)
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise DSSLError(f"temperature must be positive and finite, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def forward(
+        self,
+        specific: list[tuple[Tensor, Tensor]],
+        shared: list[tuple[Tensor, Tensor]],
+    ) -> dict[str, Tensor]:
+        """Args:
+            specific: per modality, (view a, view b) specific embeddings, each (B, Ds).
+            shared: per modality, (view a, view b) frozen shared embeddings, each (B, Dc).
+
+        Returns ``loss``, ``infonce`` (summed over modalities) and ``orthogonality``.
+        """
+        n_mod = len(specific)
+        if n_mod < 2 or len(shared) != n_mod:
+            raise DSSLError("SpecificLoss needs specific and shared views for >= 2 modalities")
+        nce = specific[0][0].new_zeros(())
+        ortho = specific[0][0].new_zeros(())
+        for i in range(n_mod):
+            # With M > 2 modalities the "other" shared code is the mean of the others' codes.
+            others = [shared[j] for j in range(n_mod) if j != i]
+            other_a = torch.stack([o[0] for o in others]).mean(0) if n_mod > 2 else others[0][0]
+            other_b = torch.stack([o[1] for o in others]).mean(0) if n_mod > 2 else others[0][1]
+            joint_a = F.normalize(torch.cat([specific[i][0], other_a], dim=-1), dim=-1)
+            joint_b = F.normalize(torch.cat([specific[i][1], other_b], dim=-1), dim=-1)
+            nce = nce + info_nce(joint_a, joint_b, self.temperature)
+            ortho = ortho + 0.5 * (
+                orthogonality(specific[i][0], shared[i][0])
+                + orthogonality(specific[i][1], shared[i][1])
+            )
+        return {"loss": nce + self.lam * ortho, "infonce": nce, "orthogonality": ortho}

@@ -1,0 +1,227 @@
+"""The one training loop: every method is a list of stages, and this loop runs any stage.
+
+A :class:`Stage` names the modules it trains, the modules it freezes and its objective (an
+``nn.Module`` whose ``forward(*batch)`` returns a dict of named loss terms including ``"loss"``).
+The loop owns batching, Adam, the cosine learning-rate schedule, dial schedules, the per-epoch
+history of every loss term, the divergence guard, progress and checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from disentangled_ssl._errors import DSSLError, TrainingDivergedError
+
+Schedule = Callable[[int], float]
+
+
+@dataclass
+class Stage:
+    """One optimisation stage.
+
+    Attributes:
+        name: shown in progress bars and used as the checkpoint/history key.
+        objective: module with ``forward(*batch) -> dict[str, Tensor]`` (must contain "loss").
+        trainable: modules whose parameters Adam updates.
+        frozen: modules put in eval mode with gradients off for the stage.
+        epochs: passes over the data.
+        dials: attribute name on ``objective.loss`` -> schedule(global step) giving its value
+            (e.g. a β warm-up); empty for constant dials.
+    """
+
+    name: str
+    objective: nn.Module
+    trainable: Sequence[nn.Module]
+    epochs: int
+    frozen: Sequence[nn.Module] = ()
+    dials: dict[str, Schedule] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every stage.
+
+    Attributes:
+        batch_size: rows per step; the last incomplete batch of an epoch is dropped.
+        lr: Adam learning rate (cosine-annealed to 0 over the stage's epochs).
+        weight_decay: Adam weight decay.
+        seed: seeds the shuffling and every random draw of the stage.
+        progress: show a progress bar.
+    """
+
+    batch_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class LoopState:
+    """Everything needed to continue a stage exactly where it stopped."""
+
+    epoch: int
+    optimizer: dict
+    scheduler: dict
+    torch_rng: Tensor
+    shuffle_rng: Tensor
+    history: list[dict[str, float]]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" picks CUDA when available, else CPU; other strings go to ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise DSSLError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DSSLError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
+    return resolved
+
+
+def _parameters(modules: Sequence[nn.Module]) -> list[nn.Parameter]:
+    seen: set[int] = set()
+    params = []
+    for module in modules:
+        for p in module.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+def train_stage(
+    stage: Stage,
+    data: Sequence[Tensor],
+    config: TrainConfig,
+    *,
+    resume: LoopState | None = None,
+    on_epoch_end: Callable[[LoopState], None] | None = None,
+) -> list[dict[str, float]]:
+    """Run one stage over paired tensors and return its per-epoch history.
+
+    Args:
+        stage: what to train and how.
+        data: one (n, d_i) tensor per modality, already on the training device; row k of each
+            is the same sample.
+        config: batch size, learning rate, seed, progress.
+        resume: state saved by ``on_epoch_end`` of an earlier run of this same stage; training
+            continues from the epoch after it and ends bit-identical (on CPU) to an
+            uninterrupted run.
+        on_epoch_end: called with the loop state after every epoch (checkpointing).
+
+    Returns:
+        One dict per epoch: the mean of every loss term, ``lr``, ``seconds`` and the dial
+        values.
+
+    Raises:
+        TrainingDivergedError: a loss term became NaN/inf; names the epoch, step and term.
+    """
+    n = int(data[0].shape[0])
+    steps = n // config.batch_size
+    if steps == 0:
+        raise DSSLError(
+            f"{n} training rows is fewer than batch_size={config.batch_size}; "
+            f"use batch_size <= {n} (e.g. batch_size={max(1, 2 ** int(math.log2(max(n, 1))))})"
+        )
+    device = data[0].device
+    params = _parameters(stage.trainable)
+    if not params:
+        raise DSSLError(f"stage {stage.name!r} has no trainable parameters")
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(stage.epochs, 1))
+    shuffle_rng = torch.Generator()
+    history: list[dict[str, float]] = []
+    start = 0
+    if resume is None:
+        torch.manual_seed(config.seed)
+        shuffle_rng.manual_seed(config.seed)
+    else:
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        torch.set_rng_state(resume.torch_rng)
+        shuffle_rng.set_state(resume.shuffle_rng)
+        history = list(resume.history)
+        start = resume.epoch + 1
+
+    grad_state = [(p, p.requires_grad) for m in stage.frozen for p in m.parameters()]
+    for p, _ in grad_state:
+        p.requires_grad_(False)
+    for module in stage.frozen:
+        module.eval()
+    for module in stage.trainable:
+        module.train()
+    loss_module = getattr(stage.objective, "loss", None)
+
+    bar = tqdm(
+        range(start, stage.epochs), desc=stage.name, disable=not config.progress, unit="epoch",
+        initial=start, total=stage.epochs, leave=False, dynamic_ncols=True,
+    )
+    try:
+        for epoch in bar:
+            tic = time.perf_counter()
+            order = torch.randperm(n, generator=shuffle_rng).to(device)
+            names: list[str] = []
+            totals: Tensor | None = None
+            dial_values: dict[str, float] = {}
+            for step in range(steps):
+                global_step = epoch * steps + step
+                for dial, schedule in stage.dials.items():
+                    dial_values[dial] = float(schedule(global_step))
+                    setattr(loss_module, dial, dial_values[dial])
+                index = order[step * config.batch_size : (step + 1) * config.batch_size]
+                terms = stage.objective(*(x.index_select(0, index) for x in data))
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                if totals is None:
+                    names = list(terms)
+                    totals = torch.empty(steps, len(names), device=device)
+                # One row per step, no host sync: checked for finiteness once per epoch.
+                totals[step] = torch.stack([terms[k].detach() for k in names])
+            assert totals is not None
+            values = totals.cpu()
+            finite = torch.isfinite(values)
+            if not bool(finite.all()):
+                bad_step, bad_term = (~finite).nonzero()[0].tolist()
+                raise TrainingDivergedError(
+                    f"stage {stage.name!r} diverged: loss term {names[bad_term]!r} became "
+                    f"{values[bad_step, bad_term].item()} at epoch {epoch + 1}, step {bad_step + 1}"
+                    "; lower the learning rate or the dial (beta/lam), or check the input scale"
+                )
+            record = dict(zip(names, values.mean(0).tolist()))
+            record["lr"] = optimizer.param_groups[0]["lr"]
+            record.update(dial_values)
+            scheduler.step()
+            record["seconds"] = time.perf_counter() - tic
+            history.append(record)
+            bar.set_postfix({k: f"{record[k]:.4g}" for k in names})
+            if on_epoch_end is not None:
+                on_epoch_end(
+                    LoopState(
+                        epoch=epoch,
+                        optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(),
+                        torch_rng=torch.get_rng_state(),
+                        shuffle_rng=shuffle_rng.get_state(),
+                        history=list(history),
+                    )
+                )
+    finally:
+        bar.close()
+        for p, flag in grad_state:
+            p.requires_grad_(flag)
+    for module in stage.trainable:
+        module.eval()
+    return history
