@@ -6,6 +6,7 @@ Every error on bad input ends with a one-line ``dssl: error: ...`` message and e
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,10 @@ from disentangled_ssl._errors import DSSLError, TrainingDivergedError
 from disentangled_ssl._version import __version__
 
 EXIT_USAGE = 2
+
+#: Modules adding subcommands: each defines ``register(subparsers)`` which adds its parsers
+#: and sets ``func`` (a callable taking the parsed args and returning an exit code).
+EXTRA_COMMANDS: list[str] = []
 
 
 def _floats(text: str) -> list[float]:
@@ -225,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=_ints, default=[0])
     _add_training(r, epochs=(5, 5))
     r.set_defaults(func=_cmd_reproduce)
+    for module_name in EXTRA_COMMANDS:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
