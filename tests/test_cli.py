@@ -77,7 +77,8 @@ def test_cli_reproduce_tiny(tmp_path):
     code = main(["reproduce", "synthetic", "--out", str(out), "--n-samples", "1200",
                  "--betas", "0,1", "--step2-betas", "1", "--lambdas", "0,1", *TINY])
     assert code == 0
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
     shared = [r for r in rows if r["stage"] == "shared"]
     specific = [r for r in rows if r["stage"] == "specific"]
     assert len(shared) == 2 * 3  # 2 betas x 3 labels

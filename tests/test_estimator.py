@@ -8,6 +8,8 @@ from sklearn.base import clone
 
 from disentangled_ssl import DisentangledSSL, DSSLError
 
+_R = np.random.default_rng(0)
+
 
 def _est(**kw):
     params = dict(shared_dim=8, specific_dim=6, hidden_dim=32, shared_epochs=2,
@@ -116,15 +118,15 @@ def test_transform_before_fit_and_wrong_features(small_data, fitted):
     ("x1", "x2", "message"),
     [
         (np.ones((300, 4)) * np.nan, np.ones((300, 4)), "X1 contains NaN or infinite values"),
-        (np.random.rand(300, 4), np.random.rand(299, 4),
+        (_R.random((300, 4)), _R.random((299, 4)),
          "modalities must be paired row by row but X1 has 300, X2 has 299 rows"),
-        (np.random.rand(300), np.random.rand(300, 4), r"X1 must be 2-D \(rows × features\)"),
-        (np.random.rand(300, 4, 2), np.random.rand(300, 4), "X1 must be 2-D"),
+        (_R.random(300), _R.random((300, 4)), r"X1 must be 2-D \(rows × features\)"),
+        (_R.random((300, 4, 2)), _R.random((300, 4)), "X1 must be 2-D"),
         (np.zeros((0, 4)), np.zeros((0, 4)), r"X1 is empty \(shape \(0, 4\)\)"),
-        (np.random.rand(50, 4), np.random.rand(50, 4),
+        (_R.random((50, 4)), _R.random((50, 4)),
          "X1 has 50 rows, fewer than batch_size=64; set batch_size=32"),
-        (np.array([["a", "b"]] * 300), np.random.rand(300, 2), "X1 must be numeric"),
-        (np.random.rand(300, 4), np.c_[np.random.rand(300, 3), np.ones(300)],
+        (np.array([["a", "b"]] * 300), _R.random((300, 2)), "X1 must be numeric"),
+        (_R.random((300, 4)), np.c_[_R.random((300, 3)), np.ones(300)],
          r"X2 has 1 constant column\(s\) \(index 3\)"),
     ],
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,10 @@ EXIT_USAGE = 2
 
 #: Modules adding subcommands: each defines ``register(subparsers)`` which adds its parsers
 #: and sets ``func`` (a callable taking the parsed args and returning an exit code).
-EXTRA_COMMANDS: list[str] = []
+EXTRA_COMMANDS: list[str] = [
+    "disentangled_ssl.cli_compare", "disentangled_ssl.cli_sweep",
+    "disentangled_ssl.cli_benchmark",
+]
 
 
 def _floats(text: str) -> list[float]:
@@ -44,12 +48,21 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="paired .npz with arrays x1, x2 (and labels), e.g. from "
                    "`dssl generate`")
     p.add_argument("--x1", help="modality-1 features: file.npy, file.npz:KEY or file.csv")
-    p.add_argument("--x2", help="modality-2 features (same row order as --x1)")
+    p.add_argument("--x2", help="modality-2 features (same row order as --x1, or joined on "
+                   "--id-column); also .tsv, .parquet, .h5ad")
+    p.add_argument("--id-column", help="with --x1/--x2: sample-ID column (CSV/parquet header, "
+                   "h5ad obs column or 'obs_names', .npz array) to join the files on")
+    p.add_argument("--label-columns", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
+                   default=[], help="with --x1/--x2: comma-separated label columns (kept for "
+                   "evaluation, not used as features)")
+    p.add_argument("--join", choices=["exact", "inner"], default="exact",
+                   help="with --id-column: 'exact' refuses IDs missing from a file, 'inner' keeps "
+                   "the IDs common to all files")
 
 
-def _read_inputs(args: argparse.Namespace):
-    from disentangled_ssl.data.io import read_array, read_paired
-    from disentangled_ssl.data.synthetic import PairedData
+def _read_inputs(args: argparse.Namespace, training: bool = False):
+    from disentangled_ssl.data.io import read_paired
+    from disentangled_ssl.data.readers import read_multimodal
 
     if args.data and (args.x1 or args.x2):
         raise DSSLError("give either --data or --x1/--x2, not both")
@@ -57,7 +70,9 @@ def _read_inputs(args: argparse.Namespace):
         return read_paired(args.data)
     if not (args.x1 and args.x2):
         raise DSSLError("give the paired input as --data FILE.npz or as --x1 FILE --x2 FILE")
-    return PairedData(read_array(args.x1), read_array(args.x2))
+    return read_multimodal([args.x1, args.x2], id_column=args.id_column,
+                           label_columns=args.label_columns, join=args.join,
+                           check_constant=training)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -72,20 +87,43 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_writable(out: Path) -> None:
+    """Fail before training, not after it, when ``out`` could never be written."""
+    ancestor = out.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DSSLError(f"cannot write {out}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DSSLError(f"cannot write {out}: no write permission in {ancestor}")
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from disentangled_ssl.estimator import DisentangledSSL
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise DSSLError(f"{out} already exists; pass --overwrite to replace it")
-    data = _read_inputs(args)
+    _check_writable(out)
+    if args.checkpoint_dir:
+        _check_writable(Path(args.checkpoint_dir) / "checkpoint.safetensors")
+    data = _read_inputs(args, training=True)
     est = DisentangledSSL(
         beta=args.beta, lam=args.lam, shared_dim=args.shared_dim, specific_dim=args.specific_dim,
         hidden_dim=args.hidden_dim, shared_epochs=args.shared_epochs,
         specific_epochs=args.specific_epochs, batch_size=args.batch_size, lr=args.lr,
         kappa=args.kappa, random_state=args.seed, device=args.device, verbose=not args.quiet,
+        checkpoint_dir=args.checkpoint_dir, standardize=args.standardize,
+        method=args.method, alpha=args.alpha, epochs=args.epochs,
     )
-    est.fit(data.x1, data.x2)
+    if args.checkpoint_dir and args.overwrite and not args.resume:
+        from disentangled_ssl.training.checkpoint import checkpoint_path
+
+        # Start over only once the input is known to be good.
+        est._check_params()
+        est._check_inputs((data.x1, data.x2), fitting=True)
+        checkpoint_path(args.checkpoint_dir).unlink(missing_ok=True)
+    est.fit(data.x1, data.x2, resume=args.resume)
     est.save(out, overwrite=args.overwrite)
     last = {stage: {k: round(v, 4) for k, v in h[-1].items()} for stage, h in est.history_.items()}
     print(f"wrote {out} (final epoch: {json.dumps(last)})")
@@ -101,6 +139,10 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     est = DisentangledSSL.load(args.model, device=args.device)
     data = _read_inputs(args)
     emb = est.transform(data.x1, data.x2).as_dict()
+    if hasattr(data, "views"):  # --x1/--x2 tables: keep the IDs and label columns with the rows
+        if data.ids is not None:
+            emb["id"] = data.ids
+        emb.update({k: v for k, v in data.labels.items() if k not in emb})
     save_npz(args.out, emb, overwrite=args.overwrite)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in emb.items()))
     return 0
@@ -196,6 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--specific-dim", type=int, default=100)
     p.add_argument("--hidden-dim", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="write an atomic checkpoint here after every epoch (an existing "
+                   "one needs --resume, or --overwrite to start over)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run checkpointed in --checkpoint-dir (starts afresh if "
+                   "there is none yet); same settings and data required")
+    p.add_argument("--standardize", action="store_true",
+                   help="standardise features with the training rows' mean/std (saved with "
+                   "the model and reused by transform)")
+    p.add_argument("--method", default="disentangled_ssl",
+                   help="disentangled_ssl (default) or a baseline: clip, simclr, joint, focal, "
+                   "dmvae, factorcl (docs/baselines.md)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="baselines' dial a (joint/focal specific weight, dmvae KL weight; "
+                   "default: the method's)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of a one-stage method (default: --shared-epochs)")
     _add_training(p, epochs=(50, 30))
     p.set_defaults(func=_cmd_fit)
 
@@ -241,7 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (DSSLError, TrainingDivergedError, FileNotFoundError, PermissionError) as exc:
+    # OSError: unwritable or clashing output paths, full disks (FileNotFoundError and
+    # PermissionError included).
+    except (DSSLError, TrainingDivergedError, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"dssl: error: {message}", file=sys.stderr)
         return EXIT_USAGE

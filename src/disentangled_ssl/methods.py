@@ -67,7 +67,9 @@ class SpecificObjective(nn.Module):
         for i, x in enumerate(xs):
             batch = x.shape[0]
             # Both views go through each encoder in one call.
-            views = torch.cat([self.augment(x), self.augment(x)])
+            # Two independent augmentations of every row, drawn in one call (rows are
+            # augmented independently): views[:B] and views[B:].
+            views = self.augment(torch.cat([x, x]))
             with torch.no_grad():
                 codes = self.model.shared_embedding(i, views)
             spec = self.model.specific_embedding(i, views, codes)

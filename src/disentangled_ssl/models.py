@@ -7,7 +7,7 @@ conditioning can be turned off.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,9 @@ class MultimodalModel(nn.Module):
         condition_specific_on_shared: feed ``[x_i, shared_i(x_i)]`` to the specific encoder
             (requires flat vector inputs); otherwise it reads ``x_i`` alone.
         with_specific: build specific encoders at all (False for shared-only methods).
+        extra_modules: further trainable modules a method needs (e.g. DMVAE's decoders,
+            FactorCL's critics), held in ``self.extra`` (an ``nn.ModuleDict``) so that they are
+            saved and loaded with the encoders; empty by default (adds no weights).
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class MultimodalModel(nn.Module):
         specific_encoders: Sequence[nn.Module] | None = None,
         condition_specific_on_shared: bool = True,
         with_specific: bool = True,
+        extra_modules: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()
         n_mod = len(in_dims)
@@ -70,6 +74,7 @@ class MultimodalModel(nn.Module):
             self.specific = nn.ModuleList(list(specific_encoders))
         else:
             self.specific = nn.ModuleList([mlp(d + extra, specific_dim) for d in self.in_dims])
+        self.extra = nn.ModuleDict(dict(extra_modules or {}))
 
     @property
     def n_modalities(self) -> int:

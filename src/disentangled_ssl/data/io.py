@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -24,11 +25,70 @@ def _split_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
     return Path(text), None
 
 
-def _load_npz(path: Path) -> np.lib.npyio.NpzFile:
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"  # an archive with no members
+
+
+def _pickle_refused(where: str) -> DSSLError:
+    return DSSLError(
+        f"{where} holds Python objects (pickled data); it is refused because unpickling can run "
+        "arbitrary code: save a numeric array instead (e.g. np.save(f, x.astype(np.float32)))"
+    )
+
+
+def _is_pickle_error(exc: Exception) -> bool:
+    text = str(exc)
+    return "allow_pickle" in text or "Object arrays cannot be loaded" in text
+
+
+def _magic(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(6)
+
+
+def open_npz(path: Path) -> np.lib.npyio.NpzFile:
+    """Open an .npz archive without unpickling; a non-zip file is a :class:`DSSLError`."""
+    if _magic(path)[:4] not in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC):
+        raise DSSLError(
+            f"{path} is not a readable .npz file (not a zip archive: truncated, or another "
+            "format); write it with numpy.savez"
+        )
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DSSLError(f"{path} is not a readable .npz file ({exc})") from exc
+
+
+def _npz_member(archive: np.lib.npyio.NpzFile, key: str, where: str) -> np.ndarray:
+    try:
+        return archive[key]
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        if _is_pickle_error(exc):
+            raise _pickle_refused(where) from exc
+        raise DSSLError(f"{where} is truncated or corrupt ({exc})") from exc
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """Load an .npy file without unpickling: a zip (.npz), text, truncated or pickle-bearing
+    file is a :class:`DSSLError` saying which."""
+    magic = _magic(path)
+    if magic[:4] == _ZIP_MAGIC:
+        raise DSSLError(
+            f"{path} is an .npz archive, not an .npy file; name it .npz and pass "
+            f"{path.with_suffix('.npz')}:KEY"
+        )
+    if magic != _NPY_MAGIC:
+        raise DSSLError(
+            f"{path} is not an .npy file (no NumPy header); write it with numpy.save, or use "
+            ".csv for text"
+        )
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        if _is_pickle_error(exc):
+            raise _pickle_refused(str(path)) from exc
+        raise DSSLError(f"{path} is truncated or corrupt ({exc})") from exc
 
 
 def read_array(spec: str | os.PathLike[str]) -> np.ndarray:
@@ -41,15 +101,9 @@ def read_array(spec: str | os.PathLike[str]) -> np.ndarray:
         raise DSSLError(f"file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DSSLError(
-                f"{path} is not a readable .npy file of numbers ({exc}); object arrays are "
-                "refused because they would need unpickling"
-            ) from exc
+        return load_npy(path)
     if suffix == ".npz":
-        with _load_npz(path) as archive:
+        with open_npz(path) as archive:
             keys = list(archive.keys())
             if key is None:
                 if len(keys) != 1:
@@ -57,10 +111,7 @@ def read_array(spec: str | os.PathLike[str]) -> np.ndarray:
                 key = keys[0]
             if key not in keys:
                 raise DSSLError(f"{path} has no array {key!r}; it holds {keys}")
-            try:
-                return archive[key]
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-                raise DSSLError(f"{path}:{key} could not be read ({exc})") from exc
+            return _npz_member(archive, key, f"{path}:{key}")
     if suffix in (".csv", ".tsv", ".txt"):
         delimiter = "\t" if suffix == ".tsv" else ","
         try:
@@ -75,10 +126,14 @@ def read_array(spec: str | os.PathLike[str]) -> np.ndarray:
         except ValueError:
             skip = 1
         try:
-            array = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2,
-                               dtype=np.float64)
+            with warnings.catch_warnings():  # "input contained no data": reported below
+                warnings.simplefilter("ignore", UserWarning)
+                array = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2,
+                                   dtype=np.float64)
         except ValueError as exc:
             raise DSSLError(f"{path} has non-numeric or ragged values ({exc})") from exc
+        if array.size == 0:
+            raise DSSLError(f"{path} has no data rows; it needs one row per sample")
         return array
     raise DSSLError(
         f"unsupported file type {suffix!r} for {path}; use .npy, .npz (file.npz:key) or .csv"
@@ -122,15 +177,12 @@ def read_paired(path: str | os.PathLike[str]) -> PairedData:
         raise DSSLError(f"file not found: {p}")
     if p.suffix.lower() != ".npz":
         raise DSSLError(f"{p} must be an .npz with arrays x1 and x2 (or use --x1/--x2)")
-    with _load_npz(p) as archive:
+    with open_npz(p) as archive:
         keys = list(archive.keys())
         missing = [k for k in ("x1", "x2") if k not in keys]
         if missing:
             raise DSSLError(f"{p} lacks array(s) {missing}; it holds {keys}")
-        try:
-            arrays = {k: archive[k] for k in keys}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise DSSLError(f"{p} is truncated or corrupt ({exc})") from exc
+        arrays = {k: _npz_member(archive, k, f"{p}:{k}") for k in keys}
     labels = {k: v for k, v in arrays.items()
               if k not in ("x1", "x2", *_LATENT_KEYS) and v.ndim == 1}
     latents = {k: arrays[k] for k in _LATENT_KEYS if k in arrays}

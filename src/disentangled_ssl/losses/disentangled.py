@@ -31,6 +31,8 @@ class SharedLoss(nn.Module):
     Attributes:
         beta: weight of the alignment term (the trade-off dial; 0 gives CLIP on vMF samples).
         temperature: InfoNCE temperature.
+        gather: under torch.distributed, take the InfoNCE negatives from every process's
+            batch (set by :func:`disentangled_ssl.training.distributed.distributed_stage`).
 
     Example:
         >>> import torch
@@ -46,11 +48,12 @@ class SharedLoss(nn.Module):
         if not (temperature > 0 and math.isfinite(temperature)):
             raise DSSLError(f"temperature must be positive and finite, got {temperature!r}")
         self.temperature = float(temperature)
+        self.gather = False
 
     def forward(self, z1: Tensor, z2: Tensor, e1: Tensor, e2: Tensor) -> dict[str, Tensor]:
         """z1, z2: (B, D) unit-norm vMF samples; e1, e2: (B, D) encoder outputs (mean
         directions up to scale). Returns ``loss``, ``infonce`` and ``alignment``."""
-        nce = info_nce(z1, z2, self.temperature)
+        nce = info_nce(z1, z2, self.temperature, gather=self.gather)
         align = alignment(e1, e2)
         return {"loss": nce + self.beta * align, "infonce": nce, "alignment": align}
 
@@ -68,6 +71,9 @@ class SpecificLoss(nn.Module):
     Attributes:
         lam: weight of the orthogonality penalty (the dial).
         temperature: InfoNCE temperature.
+        gather: under torch.distributed, compute both terms over the global batch (negatives
+            and cross-correlation from every process; set by
+            :func:`disentangled_ssl.training.distributed.distributed_stage`).
     """
 
     def __init__(self, lam: float = 1.0, temperature: float = 0.07) -> None:
@@ -76,6 +82,7 @@ class SpecificLoss(nn.Module):
         if not (temperature > 0 and math.isfinite(temperature)):
             raise DSSLError(f"temperature must be positive and finite, got {temperature!r}")
         self.temperature = float(temperature)
+        self.gather = False
 
     def forward(
         self,
@@ -100,9 +107,9 @@ class SpecificLoss(nn.Module):
             other_b = torch.stack([o[1] for o in others]).mean(0) if n_mod > 2 else others[0][1]
             joint_a = F.normalize(torch.cat([specific[i][0], other_a], dim=-1), dim=-1)
             joint_b = F.normalize(torch.cat([specific[i][1], other_b], dim=-1), dim=-1)
-            nce = nce + info_nce(joint_a, joint_b, self.temperature)
+            nce = nce + info_nce(joint_a, joint_b, self.temperature, gather=self.gather)
             ortho = ortho + 0.5 * (
-                orthogonality(specific[i][0], shared[i][0])
-                + orthogonality(specific[i][1], shared[i][1])
+                orthogonality(specific[i][0], shared[i][0], gather=self.gather)
+                + orthogonality(specific[i][1], shared[i][1], gather=self.gather)
             )
         return {"loss": nce + self.lam * ortho, "infonce": nce, "orthogonality": ortho}

@@ -1,5 +1,6 @@
 """Encoders and distributions."""
 
 from disentangled_ssl.nn.encoders import MLP
+from disentangled_ssl.nn.heads import CosineCritic, GaussianEncoder
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "CosineCritic", "GaussianEncoder"]

@@ -8,6 +8,7 @@ history of every loss term, the divergence guard, progress and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +55,12 @@ class TrainConfig:
         weight_decay: Adam weight decay.
         seed: seeds the shuffling and every random draw of the stage.
         progress: show a progress bar.
+        fused_optimizer: use torch's fused Adam kernel (one call updates every tensor; same
+            update rule, ~3x less optimiser time on CPU) where the parameters' device supports
+            it; False uses the default per-tensor implementation.
+        bf16: run the objective's forward under ``torch.autocast`` with bfloat16 (mixed
+            precision for GPUs with bf16 tensor cores; parameters, gradients and the optimiser
+            stay float32). Off by default; on CPUs without bf16 matrix units it is slower.
     """
 
     batch_size: int = 256
@@ -61,6 +68,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     progress: bool = True
+    fused_optimizer: bool = True
+    bf16: bool = False
 
 
 @dataclass
@@ -101,6 +110,18 @@ def _parameters(modules: Sequence[nn.Module]) -> list[nn.Parameter]:
     return params
 
 
+def _make_adam(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Adam:
+    """Adam over ``params``: fused when asked for and supported (floating parameters, all on
+    one CPU or CUDA device), else torch's default implementation."""
+    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
+    devices = {p.device for p in params}
+    if (config.fused_optimizer and len(devices) == 1
+            and next(iter(devices)).type in ("cpu", "cuda")
+            and all(p.is_floating_point() for p in params)):
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    return torch.optim.Adam(params, **kwargs)
+
+
 def train_stage(
     stage: Stage,
     data: Sequence[Tensor],
@@ -139,7 +160,7 @@ def train_stage(
     params = _parameters(stage.trainable)
     if not params:
         raise DSSLError(f"stage {stage.name!r} has no trainable parameters")
-    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = _make_adam(params, config)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(stage.epochs, 1))
     shuffle_rng = torch.Generator()
     history: list[dict[str, float]] = []
@@ -163,6 +184,11 @@ def train_stage(
     for module in stage.trainable:
         module.train()
     loss_module = getattr(stage.objective, "loss", None)
+    # Re-entered every step (sequentially, never nested): built once.
+    precision: contextlib.AbstractContextManager = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16
+        else contextlib.nullcontext()
+    )
 
     bar = tqdm(
         range(start, stage.epochs), desc=stage.name, disable=not config.progress, unit="epoch",
@@ -181,7 +207,8 @@ def train_stage(
                     dial_values[dial] = float(schedule(global_step))
                     setattr(loss_module, dial, dial_values[dial])
                 index = order[step * config.batch_size : (step + 1) * config.batch_size]
-                terms = stage.objective(*(x.index_select(0, index) for x in data))
+                with precision:
+                    terms = stage.objective(*(x.index_select(0, index) for x in data))
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()

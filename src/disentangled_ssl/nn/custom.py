@@ -1,0 +1,93 @@
+"""Custom per-modality encoders passed to the estimator (``shared_encoders=``,
+``specific_encoders=``): validation, and how they appear in saved configs.
+
+A custom encoder is any ``torch.nn.Module`` mapping a batch of one modality, shape (B, ...), to
+(B, shared_dim) (shared) or (B, specific_dim) (specific). The estimator deep-copies the modules
+at every fit, so the objects passed in are never trained in place and ``sklearn.clone`` gives
+an independent estimator. Their weights are saved in ``model.safetensors`` like the default
+MLPs, but their code is not: :meth:`DisentangledSSL.load` needs the same modules passed again
+(``load(path, shared_encoders=[...])``); the config records their class names to check this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from torch import nn
+
+from disentangled_ssl._errors import DSSLError
+from disentangled_ssl._validation import as_feature_matrix
+
+#: Prefix of the placeholder written to config.json instead of a custom module list.
+MARKER = "custom:"
+ENCODER_PARAMS = ("shared_encoders", "specific_encoders")
+
+
+def describe(modules: Sequence[nn.Module] | None) -> str | None:
+    """JSON-safe placeholder for a module list: ``"custom:SmallCNN,SmallCNN"`` (None stays)."""
+    if modules is None or isinstance(modules, str):
+        return modules
+    return MARKER + ",".join(type(m).__name__ for m in modules)
+
+
+def check_encoders(name: str, modules: object) -> None:
+    """None, or a list/tuple of ``nn.Module``; a saved placeholder gets a message saying to
+    pass the modules again."""
+    if modules is None:
+        return
+    if isinstance(modules, str):
+        if modules.startswith(MARKER):
+            raise DSSLError(
+                f"this model was saved with custom {name} ({modules[len(MARKER):]}); their code "
+                f"is not saved: pass the same modules again, e.g. "
+                f"DisentangledSSL.load(path, {name}=[...])"
+            )
+        raise DSSLError(f"{name} must be a list of torch.nn.Module (one per modality), got "
+                        f"{modules!r}")
+    if not isinstance(modules, (list, tuple)) or not modules:
+        raise DSSLError(f"{name} must be a non-empty list of torch.nn.Module (one per "
+                        f"modality), got {type(modules).__name__}")
+    for k, m in enumerate(modules):
+        if not isinstance(m, nn.Module):
+            raise DSSLError(f"{name}[{k}] is a {type(m).__name__}, not a torch.nn.Module")
+
+
+def json_safe_params(params: Mapping[str, object]) -> dict[str, object]:
+    """Estimator params with module lists replaced by their placeholders."""
+    out = dict(params)
+    for name in ENCODER_PARAMS:
+        if name in out:
+            out[name] = describe(out[name])  # type: ignore[arg-type]
+    return out
+
+
+def check_same_encoders(name: str, saved: object, given: Sequence[nn.Module] | None,
+                        source: str) -> None:
+    """At load time the modules passed must be of the classes recorded in the config."""
+    if saved is None and given is None:
+        return
+    if saved is None:
+        raise DSSLError(f"{source} was saved with the default {name}; do not pass {name}")
+    if given is None:
+        check_encoders(name, saved)
+        return
+    check_encoders(name, list(given))
+    if describe(list(given)) != saved:
+        raise DSSLError(f"{source} was saved with {name} {saved!r} but got "
+                        f"{describe(list(given))!r}; pass the same module classes")
+
+
+def as_encoder_input(x: object, name: str, *, custom: bool) -> np.ndarray:
+    """Validate one modality: a finite float32 (n, d) matrix, or with a custom encoder any
+    (n, ...) array (e.g. images (n, C, H, W)), checked as its flattened (n, prod(...)) rows."""
+    array = np.asarray(x) if custom else x
+    if custom and isinstance(array, np.ndarray) and array.ndim > 2:
+        flat = as_feature_matrix(array.reshape(array.shape[0], -1), name)
+        return flat.reshape(array.shape)
+    return as_feature_matrix(array, name)
+
+
+def n_flat_features(array: np.ndarray) -> int:
+    """Features per row of an (n, ...) array: prod(shape[1:])."""
+    return int(np.prod(array.shape[1:]))

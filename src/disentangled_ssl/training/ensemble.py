@@ -1,0 +1,626 @@
+"""Batched ensembles: the K models of a β grid (step 1) or a λ grid (step 2) trained as one.
+
+A sweep over a dial trains K models that differ only in that dial. Trained one by one, each run
+repeats the same data pipeline (augmentation, vMF noise, for step 2 the frozen shared encoders)
+and launches K times as many small kernels. Here the K members' weights are stacked into one
+``(K, ...)`` tensor per layer and applied with batched matrix products, so a step of the
+ensemble costs a few large kernels instead of K rounds of small ones: on a GPU the grid trains
+in about the time of one model; on a CPU the gain is the per-operation overhead.
+
+**What matches one-by-one training, and why.** Every member of a grid has the same seed. In
+one-by-one training a run seeds torch's RNG with it, initialises its model from it, shuffles
+the rows with it and then draws, per step, the augmentations and (step 1) the vMF noise from
+it — and none of these draws depends on the weights or on the dial (Wood's rejection sampler
+accepts or rejects on random numbers and κ only). So all members see the same batches, the same
+augmented views and the same vMF noise: the ensemble draws them once per step, in the order a
+single run does, and gives them to every member. Each member's loss is computed as in the
+single run; the ensemble's loss is their SUM, and as members share no parameters each member's
+gradient is exactly its own loss's gradient; Adam is elementwise, so each member's update is the
+one its own run makes. The batched kernels are chosen to round like the unbatched ones (e.g.
+the b→a cross-entropy takes the log-softmax of the transposed logits, as ``cross_entropy(
+logits.T)`` does); batched matrix products may still round differently in the last bit, so a
+member equals its one-by-one run to float tolerance, not always bit for bit: after an epoch of
+the paper's setting the weights agree to ~1e-7 relative (Frobenius), and single weights whose
+gradient is ~0 may differ by up to one Adam step (~lr), as Adam normalises rounding noise
+(``tests/test_ensemble.py``, ``benchmarks/bench_ensemble.py``).
+
+A seed grid is one ensemble per seed (members with different seeds shuffle differently).
+Step 2's λ grid also shares the frozen step-1 encoders: their forward pass runs once per step
+for all members.
+
+Example:
+    >>> from disentangled_ssl import DisentangledSSL, make_synthetic
+    >>> from disentangled_ssl.training.ensemble import fit_shared_grid, fit_specific_grid
+    >>> data = make_synthetic(n_samples=512, seed=0)
+    >>> base = DisentangledSSL(shared_epochs=1, specific_epochs=1, random_state=0,
+    ...                        verbose=False)
+    >>> grid = fit_shared_grid(base, [0.1, 1.0, 10.0], data.x1, data.x2)
+    >>> [est.beta for est in grid]
+    [0.1, 1.0, 10.0]
+    >>> lam_grid = fit_specific_grid(grid[1], [0.0, 1.0], data.x1, data.x2)
+    >>> lam_grid[1].transform(data.x1, data.x2).specific1.shape
+    (512, 100)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import clone
+from torch import Tensor, nn
+
+from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.methods import SharedObjective, SpecificObjective
+from disentangled_ssl.nn.vmf import VonMisesFisher, reflect_to_mean
+from disentangled_ssl.training.loop import LoopState, Stage, TrainConfig, train_stage
+
+if TYPE_CHECKING:
+    from disentangled_ssl.estimator import DisentangledSSL
+
+__all__ = [
+    "BatchedMLP",
+    "SharedEnsembleObjective",
+    "SpecificEnsembleObjective",
+    "batched_info_nce",
+    "batched_orthogonality",
+    "ensemble_stage",
+    "fit_shared_grid",
+    "fit_specific_grid",
+    "train_ensemble",
+]
+
+# Elementwise activations a batched MLP may apply unchanged to (K, B, H) tensors.
+_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity, nn.LeakyReLU, nn.SiLU, nn.Sigmoid)
+
+
+# --------------------------------------------------------------------------------------------
+# Batched layers
+# --------------------------------------------------------------------------------------------
+
+
+def _layers(module: nn.Module) -> list[nn.Module]:
+    """The layer sequence of an MLP-like encoder (``.net`` Sequential, or a Sequential)."""
+    seq = getattr(module, "net", module)
+    if not isinstance(seq, nn.Sequential):
+        raise DSSLError(
+            f"batched ensembles need MLP encoders (nn.Linear layers and activations in an "
+            f"nn.Sequential), got {type(module).__name__}; train custom encoders one by one"
+        )
+    layers = list(seq)
+    for layer in layers:
+        if not isinstance(layer, (nn.Linear, *_ELEMENTWISE)):
+            raise DSSLError(
+                f"batched ensembles support nn.Linear layers and elementwise activations, got "
+                f"{type(layer).__name__}; train such encoders one by one"
+            )
+    return layers
+
+
+class BatchedMLP(nn.Module):
+    """K MLPs of identical architecture evaluated together.
+
+    Layer j's weights are one parameter of shape (K, out_j, in_j) (and bias (K, out_j)),
+    initialised from the members' ``nn.Linear`` layers; the forward pass is a chain of
+    ``torch.baddbmm`` calls and the members' activations.
+
+    Args:
+        mlps: K modules with the same layer structure (see :func:`_layers`).
+
+    Raises:
+        DSSLError: if the members are not MLPs or differ in structure.
+    """
+
+    def __init__(self, mlps: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(mlps) == 0:
+            raise DSSLError("a batched ensemble needs at least one member")
+        structures = [_layers(m) for m in mlps]
+        first = structures[0]
+        for k, layers in enumerate(structures[1:], start=1):
+            same = len(layers) == len(first) and all(
+                type(a) is type(b)
+                and (not isinstance(a, nn.Linear)
+                     or (a.weight.shape == b.weight.shape and (a.bias is None) == (b.bias is None)))
+                for a, b in zip(first, layers)
+            )
+            if not same:
+                raise DSSLError(
+                    f"ensemble member {k} has a different encoder architecture from member 0; "
+                    "all members of a grid must share the encoder shape"
+                )
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.kinds: list[str] = []
+        self.activations = nn.ModuleList()
+        for j, layer in enumerate(first):
+            if isinstance(layer, nn.Linear):
+                column = [layers[j] for layers in structures]
+                stacked = torch.stack([lin.weight.detach() for lin in column])
+                self.weights.append(nn.Parameter(stacked))
+                self.biases.append(nn.Parameter(
+                    torch.stack([lin.bias.detach() for lin in column]) if layer.bias is not None
+                    else torch.zeros(len(mlps), layer.out_features, device=layer.weight.device,
+                                     dtype=layer.weight.dtype),
+                    requires_grad=layer.bias is not None,
+                ))
+                self.kinds.append("linear")
+            else:
+                self.activations.append(copy.deepcopy(layer))
+                self.kinds.append("activation")
+        self.n_members = len(mlps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, in) — the same input for every member — or (K, B, in) -> (K, B, out)."""
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.n_members, *x.shape)
+        lin = act = 0
+        for kind in self.kinds:
+            if kind == "linear":
+                w, b = self.weights[lin], self.biases[lin]
+                x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+                lin += 1
+            else:
+                x = self.activations[act](x)
+                act += 1
+        return x
+
+    @torch.no_grad()
+    def write_back(self, mlps: Sequence[nn.Module]) -> None:
+        """Copy member k's weights into ``mlps[k]`` (the modules it was built from)."""
+        if len(mlps) != self.n_members:
+            raise DSSLError(f"write_back got {len(mlps)} modules for {self.n_members} members")
+        for k, mlp in enumerate(mlps):
+            linears = [layer for layer in _layers(mlp) if isinstance(layer, nn.Linear)]
+            for lin, w, b in zip(linears, self.weights, self.biases):
+                lin.weight.copy_(w[k])
+                if lin.bias is not None:
+                    lin.bias.copy_(b[k])
+
+
+# --------------------------------------------------------------------------------------------
+# Batched losses (the same equations as disentangled_ssl.losses.functional, per member)
+# --------------------------------------------------------------------------------------------
+
+
+def batched_info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
+    """Symmetric InfoNCE per member: (K, B, D), (K, B, D) -> (K,).
+
+    Member k's value is ``info_nce(a[k], b[k], temperature)``: the mean of the a→b and b→a
+    cross-entropies of the logits ``a b^T / temperature`` with the diagonal as targets.
+    """
+    logits = torch.matmul(a, b.transpose(-2, -1)) / temperature
+    # log_softmax over the last dim of the transposed logits (not over dim -2): the same
+    # kernel, so the same rounding, as cross_entropy(logits.T) in the single-model loss.
+    a_to_b = logits.log_softmax(-1).diagonal(0, -2, -1).mean(-1)
+    b_to_a = logits.transpose(-2, -1).log_softmax(-1).diagonal(0, -2, -1).mean(-1)
+    return -0.5 * (a_to_b + b_to_a)
+
+
+def batched_orthogonality(specific: Tensor, shared: Tensor) -> Tensor:
+    """``‖normalise(S_k)ᵀ normalise(C)‖_F`` per member: (K, B, Ds), (B, Dc) or (K, B, Dc)
+    -> (K,) (rows L2-normalised, as :func:`disentangled_ssl.losses.orthogonality`)."""
+    cross = F.normalize(specific, dim=-1).transpose(-2, -1) @ F.normalize(shared, dim=-1)
+    return torch.linalg.matrix_norm(cross)
+
+
+def vmf_noise(n: int, m: int, kappa: float, dtype: torch.dtype, device: torch.device
+              ) -> tuple[Tensor, Tensor]:
+    """The random part of ``VonMisesFisher(loc, kappa).rsample()`` for n rows in R^m.
+
+    Returns ``(w, v)``: w (n,) the cosines to the mean direction and v (n, m-1) the tangent
+    parts (|v| = sqrt(1 - w²)), drawn from torch's RNG exactly as a call with any (n, m) loc
+    draws them — the draws do not depend on loc. (With loc = e1 the sampler's reflection is
+    the identity, so the sample is ``[w, v]``.)
+    """
+    e1 = torch.zeros(n, m, dtype=dtype, device=device)
+    e1[:, 0] = 1.0
+    x = VonMisesFisher(e1, kappa, validate_args=False).rsample()
+    return x[:, 0], x[:, 1:]
+
+
+def reflect_to(loc: Tensor, w: Tensor, v: Tensor) -> Tensor:
+    """Map the vMF noise ``(w, v)`` onto mean directions ``loc``: the sampler's own Householder
+    step (:func:`disentangled_ssl.nn.vmf.reflect_to_mean`), with leading member dimensions.
+
+    Args:
+        loc: (..., n, m) unit mean directions (e.g. (K, n, m) for K members).
+        w: (n,) cosines; v: (n, m-1) tangent parts, from :func:`vmf_noise`.
+
+    Returns:
+        (..., n, m) samples on the sphere; row i of every member uses noise row i.
+    """
+    return reflect_to_mean(loc, w, v)
+
+
+def _member_terms(terms: dict[str, Tensor]) -> dict[str, Tensor]:
+    """{"loss": sum over members} + one scalar per member and term, "term[k]"."""
+    out = {"loss": terms["loss"].sum()}
+    for name, values in terms.items():
+        for k, value in enumerate(values.unbind()):
+            out[f"{name}[{k}]"] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Ensemble objectives
+# --------------------------------------------------------------------------------------------
+
+
+def _same_augment(members: Sequence[nn.Module]) -> nn.Module:
+    first = members[0].augment
+    for k, m in enumerate(members[1:], start=1):
+        if type(m.augment) is not type(first) or _public_state(m.augment) != _public_state(first):
+            raise DSSLError(
+                f"ensemble member {k} augments differently from member 0; all members of a "
+                "grid must share the augmentation settings"
+            )
+    return first
+
+
+def _public_state(module: nn.Module) -> dict:
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
+
+
+class SharedEnsembleObjective(nn.Module):
+    """Step 1 for K members at once: the batched form of
+    :class:`disentangled_ssl.methods.SharedObjective`.
+
+    Args:
+        members: the K members' step-1 objectives (same modalities, encoder shapes,
+            augmentation, κ and temperature; β may differ).
+
+    Returns from ``forward``: ``loss`` (sum over members) and ``loss[k]``, ``infonce[k]``,
+    ``alignment[k]`` per member.
+    """
+
+    def __init__(self, members: Sequence[SharedObjective]) -> None:
+        super().__init__()
+        if not members or not all(isinstance(m, SharedObjective) for m in members):
+            raise DSSLError("SharedEnsembleObjective needs SharedObjective members")
+        first = members[0]
+        for k, m in enumerate(members[1:], start=1):
+            if m.kappa != first.kappa or m.loss.temperature != first.loss.temperature:
+                raise DSSLError(
+                    f"ensemble member {k} has kappa={m.kappa}, temperature="
+                    f"{m.loss.temperature}; member 0 has {first.kappa}, "
+                    f"{first.loss.temperature}: only beta may differ in a step-1 grid"
+                )
+            if m.model.n_modalities != first.model.n_modalities:
+                raise DSSLError(f"ensemble member {k} has a different number of modalities")
+        self.augment = _same_augment(members)
+        self.kappa = first.kappa
+        self.temperature = first.loss.temperature
+        self.encoders = nn.ModuleList(
+            BatchedMLP([m.model.shared[i] for m in members])
+            for i in range(first.model.n_modalities)
+        )
+        device = next(first.model.parameters()).device
+        self.register_buffer("beta", torch.tensor([float(m.loss.beta) for m in members],
+                                                  device=device))
+        self._members = tuple(members)  # not submodules: their weights are the stacked ones
+
+    def write_back(self) -> None:
+        """Copy the trained weights into the members' models."""
+        for i, enc in enumerate(self.encoders):
+            enc.write_back([m.model.shared[i] for m in self._members])
+
+    def forward(self, *xs: Tensor) -> dict[str, Tensor]:
+        """xs: one (B, d_i) batch per modality, shared by all members."""
+        embeddings = [enc(self.augment(x)) for enc, x in zip(self.encoders, xs)]  # (K, B, D)
+        directions = F.normalize(torch.cat(embeddings, dim=1), dim=-1)  # (K, M·B, D)
+        if self.kappa is None:
+            samples = directions
+        else:
+            # One draw of the noise, exactly as each member's single run draws it.
+            w, v = vmf_noise(directions.shape[1], directions.shape[2], self.kappa,
+                             directions.dtype, directions.device)
+            samples = F.normalize(reflect_to(directions, w, v), dim=-1)
+        z = samples.split([e.shape[1] for e in embeddings], dim=1)
+        pairs = [(i, j) for i in range(len(xs)) for j in range(i + 1, len(xs))]
+        nce = align = None
+        for i, j in pairs:
+            pair_nce = batched_info_nce(z[i], z[j], self.temperature) / len(pairs)
+            pair_align = -F.cosine_similarity(
+                embeddings[i], embeddings[j], dim=-1, eps=1e-12).mean(-1) / len(pairs)
+            nce = pair_nce if nce is None else nce + pair_nce
+            align = pair_align if align is None else align + pair_align
+        assert nce is not None and align is not None
+        return _member_terms({"loss": nce + self.beta * align, "infonce": nce,
+                              "alignment": align})
+
+
+class SpecificEnsembleObjective(nn.Module):
+    """Step 2 for K members at once: the batched form of
+    :class:`disentangled_ssl.methods.SpecificObjective`.
+
+    All members must sit on the same frozen step-1 encoders (one fitted step 1, several λ):
+    the augmented views and their shared codes are computed once per step for all members.
+
+    Returns from ``forward``: ``loss`` (sum over members) and ``loss[k]``, ``infonce[k]``,
+    ``orthogonality[k]`` per member.
+    """
+
+    def __init__(self, members: Sequence[SpecificObjective]) -> None:
+        super().__init__()
+        if not members or not all(isinstance(m, SpecificObjective) for m in members):
+            raise DSSLError("SpecificEnsembleObjective needs SpecificObjective members")
+        first = members[0]
+        reference = first.model.shared.state_dict()
+        for k, m in enumerate(members[1:], start=1):
+            if m.loss.temperature != first.loss.temperature:
+                raise DSSLError(f"ensemble member {k} has a different temperature")
+            if (m.model.condition_specific_on_shared != first.model.condition_specific_on_shared
+                    or m.model.n_modalities != first.model.n_modalities):
+                raise DSSLError(f"ensemble member {k} has a different model layout")
+            state = m.model.shared.state_dict()
+            if state.keys() != reference.keys() or not all(
+                    torch.equal(state[key], reference[key]) for key in reference):
+                raise DSSLError(
+                    f"ensemble member {k} has different shared (step-1) encoders from member 0;"
+                    " a step-2 grid runs on one fitted step 1"
+                )
+        self.augment = _same_augment(members)
+        self.temperature = first.loss.temperature
+        self.shared_model = first.model  # frozen: its shared encoders serve every member
+        self.encoders = nn.ModuleList(
+            BatchedMLP([m.model.specific[i] for m in members])
+            for i in range(first.model.n_modalities)
+        )
+        device = next(first.model.parameters()).device
+        self.register_buffer("lam", torch.tensor([float(m.loss.lam) for m in members],
+                                                 device=device))
+        self._members = tuple(members)
+
+    def write_back(self) -> None:
+        """Copy the trained weights into the members' models."""
+        for i, enc in enumerate(self.encoders):
+            enc.write_back([m.model.specific[i] for m in self._members])
+
+    def forward(self, *xs: Tensor) -> dict[str, Tensor]:
+        """xs: one (B, d_i) batch per modality, shared by all members."""
+        model = self.shared_model
+        specific: list[tuple[Tensor, Tensor]] = []
+        shared: list[tuple[Tensor, Tensor]] = []
+        for i, x in enumerate(xs):
+            batch = x.shape[0]
+            # Two independent augmentations of every row, drawn in one call (rows are
+            # augmented independently): views[:B] and views[B:].
+            views = self.augment(torch.cat([x, x]))
+            with torch.no_grad():
+                codes = model.shared_embedding(i, views)
+            inputs = (torch.cat([views.flatten(1), codes], dim=1)
+                      if model.condition_specific_on_shared else views)
+            spec = self.encoders[i](inputs)  # (K, 2B, Ds)
+            specific.append((spec[:, :batch], spec[:, batch:]))
+            shared.append((codes[:batch], codes[batch:]))
+        n_mod = len(xs)
+        nce = ortho = None
+        for i in range(n_mod):
+            others = [shared[j] for j in range(n_mod) if j != i]
+            other_a = torch.stack([o[0] for o in others]).mean(0) if n_mod > 2 else others[0][0]
+            other_b = torch.stack([o[1] for o in others]).mean(0) if n_mod > 2 else others[0][1]
+            spec_a, spec_b = specific[i]
+            joint_a = F.normalize(torch.cat([spec_a, other_a.expand(*spec_a.shape[:-1], -1)],
+                                            dim=-1), dim=-1)
+            joint_b = F.normalize(torch.cat([spec_b, other_b.expand(*spec_b.shape[:-1], -1)],
+                                            dim=-1), dim=-1)
+            term_nce = batched_info_nce(joint_a, joint_b, self.temperature)
+            term_ortho = 0.5 * (batched_orthogonality(spec_a, shared[i][0])
+                                + batched_orthogonality(spec_b, shared[i][1]))
+            nce = term_nce if nce is None else nce + term_nce
+            ortho = term_ortho if ortho is None else ortho + term_ortho
+        assert nce is not None and ortho is not None
+        return _member_terms({"loss": nce + self.lam * ortho, "infonce": nce,
+                              "orthogonality": ortho})
+
+
+# --------------------------------------------------------------------------------------------
+# Stages and training
+# --------------------------------------------------------------------------------------------
+
+
+def ensemble_stage(stages: Sequence[Stage]) -> Stage:
+    """One stage training the members of ``stages`` together.
+
+    Args:
+        stages: K stages of the same kind (all DisentangledSSL step 1 or all step 2), equal in
+            name and epochs, without dial schedules.
+
+    Returns:
+        A :class:`Stage` whose objective is a :class:`SharedEnsembleObjective` or
+        :class:`SpecificEnsembleObjective` (call its ``write_back()`` after training).
+
+    Raises:
+        DSSLError: mixed or unsupported stages, epochs that differ, dial schedules.
+    """
+    if not stages:
+        raise DSSLError("ensemble_stage needs at least one stage")
+    first = stages[0]
+    for k, s in enumerate(stages):
+        if s.name != first.name or s.epochs != first.epochs:
+            raise DSSLError(
+                f"ensemble member {k} is stage {s.name!r} with {s.epochs} epochs; member 0 is "
+                f"{first.name!r} with {first.epochs}: a grid's members must run the same stage"
+            )
+        if s.dials:
+            raise DSSLError(
+                f"stage {s.name!r} of member {k} has dial schedules {sorted(s.dials)}; "
+                "batched ensembles need constant dials (e.g. beta_warmup_steps=0)"
+            )
+    objectives = [s.objective for s in stages]
+    objective: SharedEnsembleObjective | SpecificEnsembleObjective
+    if all(isinstance(o, SharedObjective) for o in objectives):
+        objective = SharedEnsembleObjective(objectives)  # type: ignore[arg-type]
+        frozen: list[nn.Module] = []
+    elif all(isinstance(o, SpecificObjective) for o in objectives):
+        objective = SpecificEnsembleObjective(objectives)  # type: ignore[arg-type]
+        frozen = [objective.shared_model.shared]
+    else:
+        kinds = sorted({type(o).__name__ for o in objectives})
+        raise DSSLError(
+            f"batched ensembles support DisentangledSSL's SharedObjective (step 1) and "
+            f"SpecificObjective (step 2) grids, got {kinds}"
+        )
+    return Stage(name=first.name, objective=objective, trainable=[objective.encoders],
+                 epochs=first.epochs, frozen=frozen)
+
+
+def split_history(history: list[dict[str, float]], n_members: int) -> list[list[dict[str, float]]]:
+    """Per-member histories (the keys a single run records) from an ensemble's history."""
+    out: list[list[dict[str, float]]] = [[] for _ in range(n_members)]
+    for record in history:
+        shared = {k: v for k, v in record.items() if "[" not in k and k != "loss"}
+        for k in range(n_members):
+            member = {name[: -len(f"[{k}]")]: v for name, v in record.items()
+                      if name.endswith(f"[{k}]")}
+            out[k].append({**member, **shared})
+    return out
+
+
+def train_ensemble(
+    stages: Sequence[Stage],
+    data: Sequence[Tensor],
+    config: TrainConfig,
+    *,
+    on_epoch_end: Callable[[LoopState], None] | None = None,
+) -> list[list[dict[str, float]]]:
+    """Train K stages together through :func:`train_stage` and write the trained weights back
+    into the members' models.
+
+    Args:
+        stages: the members' stages (see :func:`ensemble_stage`); their models end up trained
+            as if each stage had been run on its own with ``config`` (to float tolerance).
+        data: the (n, d_i) tensors all members train on.
+        config: the loop settings every member's single run would use (same seed).
+
+    Returns:
+        One history per member, with the keys of a single run's history (``seconds`` is the
+        whole ensemble's epoch time).
+    """
+    stage = ensemble_stage(stages)
+    history = train_stage(stage, data, config, on_epoch_end=on_epoch_end)
+    objective = stage.objective
+    assert isinstance(objective, (SharedEnsembleObjective, SpecificEnsembleObjective))
+    objective.write_back()
+    return split_history(history, len(stages))
+
+
+# --------------------------------------------------------------------------------------------
+# Estimator-level grids
+# --------------------------------------------------------------------------------------------
+
+
+def prepared_stage(est: DisentangledSSL, fit: str, arrays: tuple[object, ...]
+                   ) -> tuple[Stage, list[Tensor], TrainConfig]:
+    """Run ``est.<fit>(*arrays)`` ("fit_shared" or "fit_specific") with its training step
+    intercepted: the estimator validates, seeds and initialises exactly as for a real fit.
+
+    Returns:
+        (stage, data tensors, loop config): what the estimator would have passed to
+        :func:`~disentangled_ssl.training.loop.train_stage`. Store the history the caller
+        trains into ``est.history_[stage.name]``.
+    """
+    captured: list[tuple[str, list]] = []
+
+    def capture(name: str, arrays: list, resume: object = None) -> None:
+        captured.append((name, arrays))
+
+    est._run_stage = capture  # type: ignore[method-assign]
+    try:
+        getattr(est, fit)(*arrays)
+    finally:
+        del est._run_stage
+    if len(captured) != 1:
+        raise DSSLError(f"{fit} trained {len(captured)} stages; expected exactly one")
+    name, prepared = captured[0]
+    stage = est._stages()[name]
+    data = est._tensors(prepared)
+    config = est._config(est._STAGE_SEED_OFFSET.get(name, 0))
+    return stage, data, config
+
+
+def _check_grid(members: list[DisentangledSSL], dial: str) -> None:
+    first = {k: v for k, v in members[0].get_params().items() if k != dial}
+    for k, est in enumerate(members[1:], start=1):
+        params = {k2: v for k2, v in est.get_params().items() if k2 != dial}
+        differ = sorted(p for p in first if repr(first[p]) != repr(params.get(p)))
+        if differ:
+            raise DSSLError(f"grid member {k} differs from member 0 in {differ}; only "
+                            f"{dial} may vary")
+    if getattr(members[0], "checkpoint_dir", None) is not None:
+        raise DSSLError("batched grids do not write checkpoints; set checkpoint_dir=None")
+
+
+def _run_grid(members: list[DisentangledSSL], fit: str, stage_name: str,
+              arrays: tuple[object, ...]) -> list[DisentangledSSL]:
+    prepared = [prepared_stage(est, fit, arrays) for est in members]
+    stages = [p[0] for p in prepared]
+    data, config = prepared[0][1], prepared[0][2]
+    for k, (_, d, c) in enumerate(prepared[1:], start=1):
+        if c != config or len(d) != len(data) or not all(
+                torch.equal(a, b) for a, b in zip(d, data)):
+            raise DSSLError(
+                f"grid member {k} would train on other data or loop settings than member 0 "
+                "(seed, batch size, learning rate); fix random_state so all members share it"
+            )
+    histories = train_ensemble(stages, data, config)
+    for est, history in zip(members, histories):
+        est.history_[stage_name] = history
+    return members
+
+
+def fit_shared_grid(estimator: DisentangledSSL, betas: Sequence[float], X1: object, X2: object,
+                    *more: object) -> list[DisentangledSSL]:
+    """Step 1 for every β of a grid in one batched ensemble.
+
+    Member k equals ``sklearn.clone(estimator).set_params(beta=betas[k]).fit_shared(X1, X2)``
+    (to float tolerance; see the module docstring for why).
+
+    Args:
+        estimator: the settings of every member (unfitted is fine; it is not modified).
+            ``random_state`` None draws one seed shared by all members.
+        betas: the grid.
+        X1, X2 (, X3, …): the paired training arrays.
+
+    Returns:
+        One fitted estimator per β (step 1 only), in the order of ``betas``.
+
+    Raises:
+        DSSLError: an empty grid, custom encoders, a β warm-up, or another method than
+            DisentangledSSL.
+    """
+    if len(betas) == 0:
+        raise DSSLError("betas is empty; pass at least one value")
+    seed = estimator.random_state
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+    members = [clone(estimator).set_params(beta=float(b), random_state=seed) for b in betas]
+    _check_grid(members, "beta")
+    return _run_grid(members, "fit_shared", "shared", (X1, X2, *more))
+
+
+def fit_specific_grid(fitted: DisentangledSSL, lams: Sequence[float], X1: object, X2: object,
+                      *more: object) -> list[DisentangledSSL]:
+    """Step 2 for every λ of a grid, on one fitted step 1, in one batched ensemble.
+
+    Member k equals ``fitted.with_params(lam=lams[k]).fit_specific(X1, X2)`` (to float
+    tolerance); the frozen step-1 encoders run once per step for all members.
+
+    Args:
+        fitted: an estimator whose step 1 is fitted (it is not modified).
+        lams: the grid.
+        X1, X2 (, X3, …): the paired training arrays.
+
+    Returns:
+        One fitted estimator per λ (steps 1 and 2), in the order of ``lams``.
+    """
+    if len(lams) == 0:
+        raise DSSLError("lams is empty; pass at least one value")
+    members = [fitted.with_params(lam=float(lam)) for lam in lams]
+    _check_grid(members, "lam")
+    return _run_grid(members, "fit_specific", "specific", (X1, X2, *more))

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from disentangled_ssl import DSSLError
+from disentangled_ssl.data.published import (
+    affect_labels,
+    by_group_retrieval,
+    drug_split,
+    read_infocore_cp,
+    read_infocore_ge,
+    read_multibench_affect,
+    safe_load_pickle,
+)
+
+
+def dump(path, obj):
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh)
+    return path
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_safe_unpickler_refuses_code_and_reads_arrays(tmp_path):
+    with pytest.raises(DSSLError, match=r"refusing to unpickle (posix|os|nt)\.system: only numpy "
+                       r"arrays and built-in containers"):
+        safe_load_pickle(dump(tmp_path / "evil.pkl", {"train": Evil()}))
+    with pytest.raises(DSSLError, match=r"refusing to unpickle collections.Counter"):
+        from collections import Counter
+        safe_load_pickle(dump(tmp_path / "c.pkl", Counter("aab")))
+    ok = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [np.float64(1.5), ("x", 2)],
+          "c": np.array(["u", "v"])}
+    back = safe_load_pickle(dump(tmp_path / "ok.pkl", ok))
+    assert np.array_equal(back["a"], ok["a"]) and back["b"][1] == ("x", 2)
+    (tmp_path / "trunc.pkl").write_bytes(pickle.dumps(ok)[:40])
+    with pytest.raises(DSSLError, match=r"trunc.pkl is not a readable pickle of arrays"):
+        safe_load_pickle(tmp_path / "trunc.pkl")
+
+
+def affect_split(rng, n, t=6, dims=(3, 2, 4), labels=None):
+    vision = rng.normal(size=(n, t, dims[0]))
+    audio = rng.normal(size=(n, t, dims[1]))
+    text = rng.normal(size=(n, t, dims[2]))
+    text[:, :2] = 0.0  # left padding of two steps
+    audio[0, 3, 0] = -np.inf
+    y = rng.normal(size=(n, 1, 1)) if labels is None else labels
+    return {"vision": vision, "audio": audio, "text": text, "labels": y,
+            "id": np.array([[f"clip{k}"] for k in range(n)])}
+
+
+def test_multibench_affect_reader_follows_the_loader(tmp_path, rng):
+    train = affect_split(rng, 10)
+    train["text"][4] = 0.0  # an all-zero text row is dropped, from every key
+    content = {"train": train, "valid": affect_split(rng, 5), "test": affect_split(rng, 6)}
+    path = dump(tmp_path / "mosi_data.pkl", content)
+    data = read_multibench_affect(path, "mosi", modalities=("vision", "audio", "text"),
+                                  max_seq_len=6, pooling="none")
+    tr = data["train"]
+    assert len(tr) == 9 and "clip4" not in list(tr.ids)
+    # front-trimmed at the first non-zero text step (2), then zero-padded at the end
+    np.testing.assert_allclose(tr.views[0][0, :4], train["vision"][0, 2:], rtol=1e-6)
+    assert np.all(tr.views[0][0, 4:] == 0)
+    assert tr.views[1][0, 1, 0] == 0.0  # audio -inf -> 0 (step 3 is step 1 after trimming)
+    # mean pooling averages the real (non-padded) steps only
+    pooled = read_multibench_affect(path, "mosi", max_seq_len=6)["train"]
+    np.testing.assert_allclose(pooled.views[0][0], train["vision"][0, 2:].mean(0), rtol=1e-5)
+    assert pooled.view_names == ["vision", "text"] and pooled.views[1].shape == (9, 4)
+    flat = read_multibench_affect(path, "mosi", max_seq_len=3, pooling="flatten")["test"]
+    assert flat.views[0].shape == (6, 9)
+    scores = train["labels"].reshape(-1)[np.arange(10) != 4]
+    assert np.array_equal(tr.labels["label"], (scores >= 0).astype(int))
+
+
+def test_affect_label_policies():
+    y = np.array([-1.2, 0.0, 2.0, -0.0, 0.4])
+    labels, keep = affect_labels(y, "mosi", "factorcl")
+    assert labels.tolist() == [0, 1, 1, 1, 1] and keep.all()
+    labels, keep = affect_labels(y, "mosei", "multibench")
+    assert labels.tolist() == [0, 1, 1] and keep.tolist() == [True, False, True, False, True]
+    labels, _ = affect_labels(np.array([0, 1, 1, 0]), "sarcasm")
+    assert labels.tolist() == [0, 1, 1, 0]
+    with pytest.raises(DSSLError, match=r"unknown affect dataset 'iemocap'"):
+        affect_labels(y, "iemocap")
+
+
+def test_affect_reader_errors(tmp_path, rng):
+    with pytest.raises(DSSLError, match=r"has no split 'valid'"):
+        read_multibench_affect(dump(tmp_path / "a.pkl", {"train": affect_split(rng, 4)}),
+                               splits=("train", "valid"))
+    bad = affect_split(rng, 4)
+    del bad["labels"]
+    with pytest.raises(DSSLError, match=r"\['train'\] lacks \['labels'\]"):
+        read_multibench_affect(dump(tmp_path / "b.pkl", {"train": bad}), splits=("train",))
+    bad = affect_split(rng, 4)
+    bad["vision"] = bad["vision"][:, :, 0]
+    with pytest.raises(DSSLError, match=r"\['vision'\] has shape \(4, 6\); expected \(4, T, D\)"):
+        read_multibench_affect(dump(tmp_path / "c.pkl", {"train": bad}), splits=("train",))
+
+
+def test_infocore_ge_and_cp_readers(tmp_path, rng):
+    genes, mol_dim = 7, 5
+    smiles = {"d1": "CCO", "d2": "c1ccccc1", "d3": "CCN"}
+    vectors = {s: rng.normal(size=mol_dim) for s in smiles.values()}
+    controls = {"b1": rng.normal(size=genes), "b2": rng.normal(size=genes)}
+    inst = {}
+    expected = {}
+    for k, (cell, drug, batch) in enumerate([("A375", "d1", "b1"), ("A375", "d1", "b2"),
+                                             ("MCF7", "d2", "b1"), ("MCF7", "d3", "b2"),
+                                             ("XYZ", "d1", "b1"), ("A375", "d9", "b1"),
+                                             ("A549", "d2", "b3")]):
+        expr = rng.normal(size=genes)
+        inst[f"P{k}_{cell}_x"] = (batch, "p", drug, 0, 0, 0, 0, 0, 0, cell, expr)
+        if cell != "XYZ" and drug != "d9" and batch != "b3":
+            expected.setdefault((cell, drug), []).append(expr - controls[batch])
+    paths = [dump(tmp_path / n, obj) for n, obj in [("inst.pkl", inst), ("ctl.pkl", controls),
+                                                    ("id_smiles", smiles),
+                                                    ("m2v.pkl", vectors)]]
+    data = read_infocore_ge(*paths)
+    assert list(data.ids) == ["A375d1", "MCF7d2", "MCF7d3"]
+    raw = np.clip(np.stack([np.mean(expected[k], 0) for k in sorted(expected)]), -1.5, 1.5)
+    z = (raw - raw.mean(0)) / raw.std(0)
+    np.testing.assert_allclose(data.views[0], z, rtol=1e-4, atol=1e-5)
+    assert data.labels["drug"].tolist() == ["CCO", "c1ccccc1", "CCN"]
+    assert np.abs(data.views[1]).max() <= 2.5
+    subset = read_infocore_ge(*paths, keys=["P2_MCF7_x", "P3_MCF7_x"])
+    assert list(subset.ids) == ["MCF7d2", "MCF7d3"]
+
+    cp = {f"k{k}": (0, 0, 0, drug, smiles[drug], plate, rng.normal(size=genes))
+          for k, (drug, plate) in enumerate([("d1", "p1"), ("d1", "p2"), ("d2", "p1"),
+                                             ("d3", "p1")])}
+    cp_data = read_infocore_cp(dump(tmp_path / "cp.pkl", cp), paths[3])
+    assert list(cp_data.ids) == ["d1", "d2", "d3"] and cp_data.labels["batch"][0] == "p1"
+    with pytest.raises(DSSLError, match=r"entry 'k0' is not a sequence with drug \[3\]"):
+        read_infocore_cp(dump(tmp_path / "bad.pkl", {"k0": (1, 2)}), paths[3])
+
+
+def test_drug_split_and_by_group_retrieval(rng):
+    drugs = np.repeat([f"d{k}" for k in range(50)], 3)
+    train, held = drug_split(drugs, 0.8, seed=0)
+    assert set(drugs[train]).isdisjoint(drugs[held])
+    assert abs(train.size / drugs.size - 0.8) < 0.05
+    x = rng.normal(size=(60, 4))
+    groups = np.array(["a"] * 30 + ["b"] * 25 + ["c"] * 5)
+    perfect = by_group_retrieval(x, x, groups)
+    assert perfect["top1"] == 1.0 and perfect["mrr"] == 1.0
+    with pytest.raises(DSSLError, match=r"no group has more than 40 items"):
+        by_group_retrieval(x, x, groups, min_size=40)
