@@ -153,3 +153,46 @@ def test_drug_split_and_by_group_retrieval(rng):
     assert perfect["top1"] == 1.0 and perfect["mrr"] == 1.0
     with pytest.raises(DSSLError, match=r"no group has more than 40 items"):
         by_group_retrieval(x, x, groups, min_size=40)
+
+
+TRAIN_ARGS = ["--seeds", "0", "--shared-epochs", "2", "--specific-epochs", "1",
+              "--hidden-dim", "16", "--shared-dim", "4", "--specific-dim", "4",
+              "--batch-size", "16", "--device", "cpu"]
+
+
+def test_dssl_benchmark_multibench_on_fixture(tmp_path, rng):
+    import json
+
+    from disentangled_ssl.cli import main
+
+    content = {s: affect_split(rng, n) for s, n in (("train", 40), ("valid", 8), ("test", 20))}
+    path = dump(tmp_path / "mosi_data.pkl", content)
+    out = tmp_path / "mosi.json"
+    assert main(["benchmark", "multibench", "--file", str(path), "--dataset", "mosi",
+                 "--out", str(out), *TRAIN_ARGS]) == 0
+    result = json.loads(out.read_text())
+    assert result["n_train"] == 40 and result["n_test"] == 20
+    run = result["runs"][0]
+    assert set(run["probe"]) == {"shared", "specific", "both", "raw"}
+    assert all(0.0 <= v <= 1.0 for v in run["probe"].values())
+    assert set(run["retrieval"]) == {"top1", "top5", "top10", "mrr"}
+
+
+def test_dssl_benchmark_infocore_cp_on_fixture(tmp_path, rng):
+    import json
+
+    from disentangled_ssl.cli import main
+
+    n_drugs, dim = 80, 6
+    vectors = {f"S{k}": rng.normal(size=5) for k in range(n_drugs)}
+    inst = {f"k{k}": (0, 0, 0, f"d{k}", f"S{k}", f"plate{k % 2}", rng.normal(size=dim))
+            for k in range(n_drugs)}
+    out = tmp_path / "cp.json"
+    assert main(["benchmark", "infocore", "--kind", "cp", "--inst-info",
+                 str(dump(tmp_path / "inst_info_drug_cp.pkl", inst)), "--mol-repr",
+                 str(dump(tmp_path / "m2v.pkl", vectors)), "--out", str(out),
+                 *TRAIN_ARGS]) == 0
+    result = json.loads(out.read_text())
+    assert result["n_train"] + result["n_heldout"] == n_drugs
+    assert result["random_whole"]["top1"] == pytest.approx(1 / result["n_heldout"])
+    assert set(result["runs"][0]["whole"]) == {"top1", "top5", "top10", "mrr"}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from sklearn.base import clone
+from sklearn.datasets import load_digits
 from torch import nn
 
 from disentangled_ssl import DisentangledSSL, DSSLError, linear_probe
@@ -168,7 +170,7 @@ def test_digits_halves_and_registry():
     assert images.views[0].shape == (1797, 1, 8, 4)
     np.testing.assert_array_equal(
         np.concatenate([images.views[0], images.views[1]], axis=3)[:, 0],
-        __import__("sklearn.datasets").datasets.load_digits().images)
+        load_digits().images)
     with pytest.raises(DSSLError, match=r"unknown dataset 'mnist'"):
         load_dataset("mnist")
 
@@ -224,7 +226,8 @@ def test_benchmark_real_cli_writes_table(tmp_path, capsys):
             "--shared-dim", "8", "--specific-dim", "8", "--device", "cpu", "--quiet",
             "--out", str(out)]
     assert main(args) == 0
-    rows = list(__import__("csv").DictReader(open(out / "results.csv")))
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
     value = {(r["representation"], r["metric"]): float(r["value"]) for r in rows}
     assert {r["representation"] for r in rows} == {"shared", "specific", "both", "clip", "raw",
                                                    "random"}

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from disentangled_ssl.experiments.real import RealBenchmarkConfig
 
 
 def _names(text: str) -> list[str]:
@@ -54,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from disentangled_ssl.experiments.real import RealBenchmarkConfig
 
     defaults = RealBenchmarkConfig()
-    r = _benchmark_subparsers(subparsers).add_parser(
+    group = _benchmark_subparsers(subparsers)
+    register_published(group)
+    r = group.add_parser(
         "real", help="probe accuracy and cross-modal retrieval on the offline real datasets",
         description="For each dataset and seed: stratified split, DisentangledSSL and CLIP "
         "fitted on the training rows (standardised features), then class-probe accuracy of "
@@ -84,3 +90,94 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=_cmd_real)
+
+
+def _config_from(args: argparse.Namespace) -> RealBenchmarkConfig:
+    from disentangled_ssl.experiments.real import RealBenchmarkConfig
+
+    return RealBenchmarkConfig(
+        seeds=args.seeds, beta=args.beta, lam=args.lam, shared_dim=args.shared_dim,
+        specific_dim=args.specific_dim, hidden_dim=args.hidden_dim,
+        shared_epochs=args.shared_epochs, specific_epochs=args.specific_epochs,
+        batch_size=args.batch_size, lr=args.lr, noise_std=args.noise_std,
+        drop_fraction=args.drop_fraction, device=args.device)
+
+
+def _write_json(out: str, result: dict, overwrite: bool) -> None:
+    import json
+
+    from disentangled_ssl._errors import DSSLError
+
+    target = Path(out)
+    if target.exists() and not overwrite:
+        raise DSSLError(f"{target} already exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"wrote {target}")
+
+
+def _cmd_multibench(args: argparse.Namespace) -> int:
+    from disentangled_ssl.experiments.real import run_multibench
+
+    result = run_multibench(args.file, args.dataset, _config_from(args),
+                            modalities=tuple(args.modalities), label_policy=args.label_policy)
+    _write_json(args.out, result, args.overwrite)
+    return 0
+
+
+def _cmd_infocore(args: argparse.Namespace) -> int:
+    from disentangled_ssl._errors import DSSLError
+    from disentangled_ssl.data.published import read_infocore_cp, read_infocore_ge
+    from disentangled_ssl.experiments.real import run_infocore
+
+    if args.kind == "ge":
+        if not (args.controls and args.id_smiles):
+            raise DSSLError("--kind ge needs --controls (ctl_dict1_mean.pkl) and --id-smiles")
+        data = read_infocore_ge(args.inst_info, args.controls, args.id_smiles, args.mol_repr,
+                                keys=args.keys)
+    else:
+        data = read_infocore_cp(args.inst_info, args.mol_repr)
+    _write_json(args.out, run_infocore(data, _config_from(args)), args.overwrite)
+    return 0
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    from disentangled_ssl.experiments.real import RealBenchmarkConfig
+
+    d = RealBenchmarkConfig()
+    p.add_argument("--seeds", type=_ints, default=list(d.seeds))
+    for name in ("beta", "lam", "lr", "noise_std", "drop_fraction"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    for name in ("shared_dim", "specific_dim", "hidden_dim", "shared_epochs", "specific_epochs",
+                 "batch_size"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def register_published(group: argparse._SubParsersAction) -> None:
+    """``dssl benchmark multibench`` and ``dssl benchmark infocore`` (files you have)."""
+    m = group.add_parser(
+        "multibench", help="MultiBench affect pickle (MOSI/MOSEI/sarcasm/humor), following "
+        "FactorCL's linear-probe protocol")
+    m.add_argument("--file", required=True, help="e.g. mosi_data.pkl, sarcasm.pkl")
+    m.add_argument("--dataset", required=True, choices=["mosi", "mosei", "sarcasm", "humor"])
+    m.add_argument("--modalities", type=_names, default=["vision", "text"])
+    m.add_argument("--label-policy", choices=["factorcl", "multibench"], default="factorcl")
+    m.add_argument("--out", required=True, help="output JSON")
+    _add_training_options(m)
+    m.set_defaults(func=_cmd_multibench)
+    i = group.add_parser(
+        "infocore", help="molecule-phenotype retrieval on InfoCORE's L1000 (ge) or Cell "
+        "Painting (cp) files, following InfoCORE's protocol")
+    i.add_argument("--kind", required=True, choices=["ge", "cp"])
+    i.add_argument("--inst-info", required=True,
+                   help="inst_info_drug.pkl (ge) or inst_info_drug_cp.pkl (cp)")
+    i.add_argument("--mol-repr", required=True, help="mol2vec_mol_repr_dict(_cp).pkl")
+    i.add_argument("--controls", help="ge: ctl_dict1_mean.pkl")
+    i.add_argument("--id-smiles", help="ge: id_smiles")
+    i.add_argument("--keys", help="ge: sel_keys_dosesubset.npy (optional)")
+    i.add_argument("--out", required=True, help="output JSON")
+    _add_training_options(i)
+    i.set_defaults(func=_cmd_infocore)

@@ -197,3 +197,71 @@ def run_real_benchmark(config: RealBenchmarkConfig, out: str | Path, *, overwrit
     (folder / "summary.md").write_text(summary)
     (folder / "config.json").write_text(json.dumps(asdict(config), indent=2))
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's benchmarks, from the published files (see data/published.py)
+# ---------------------------------------------------------------------------------------------
+def run_multibench(path: str | Path, dataset: str, config: RealBenchmarkConfig, *,
+                   modalities: tuple[str, ...] = ("vision", "text"),
+                   label_policy: str = "factorcl") -> dict[str, object]:
+    """MultiBench affect evaluation following FactorCL: fit on the train split (mean-pooled
+    sequences), then a logistic-regression probe of the binary label on the test split from
+    the concatenated embeddings; plus test retrieval of modality 1 -> 2. One entry per seed."""
+    from disentangled_ssl.data.published import read_multibench_affect
+
+    splits = read_multibench_affect(path, dataset, modalities=modalities,
+                                    label_policy=label_policy, splits=("train", "test"))
+    train, test = splits["train"], splits["test"]
+    y_tr, y_te = {"label": train.labels["label"]}, {"label": test.labels["label"]}
+    runs = []
+    for seed in config.seeds:
+        model = _estimator(config, seed).fit(*train.views)
+        a, b = model.transform(*train.views), model.transform(*test.views)
+        spec_tr, spec_te = np.hstack(a.specific_list), np.hstack(b.specific_list)
+        runs.append({
+            "seed": seed,
+            "probe": {
+                "shared": linear_probe(a.shared, y_tr, b.shared, y_te)["label"],
+                "specific": linear_probe(spec_tr, y_tr, spec_te, y_te)["label"],
+                "both": linear_probe(np.hstack([a.shared, spec_tr]), y_tr,
+                                     np.hstack([b.shared, spec_te]), y_te)["label"],
+                "raw": raw_probe(train.views, y_tr, test.views, y_te)["label"],
+            },
+            "retrieval": retrieval_metrics(b.shared1, b.shared2),
+        })
+    return {"dataset": dataset, "file": str(path), "modalities": list(modalities),
+            "label_policy": label_policy, "n_train": len(train), "n_test": len(test),
+            "majority": float(np.bincount(test.labels["label"]).max() / len(test)),
+            "protocol": "following FactorCL: LogisticRegression probe on concatenated "
+                        "embeddings, test accuracy",
+            "runs": runs}
+
+
+def run_infocore(data: MultimodalData, config: RealBenchmarkConfig,
+                 train_fraction: float = 0.8, min_group: int = 20) -> dict[str, object]:
+    """Molecule-phenotype retrieval following InfoCORE: drug-disjoint split (seed 0), fit on
+    the training items, then on all held-out items top-1/5/10 and MRR of phenotype queries
+    against molecule candidates, over the whole held-out pool and within batches of more
+    than ``min_group`` items; with CCA and random references."""
+    from disentangled_ssl.data.published import by_group_retrieval, drug_split
+
+    train_idx, held_idx = drug_split(data.labels["drug"], train_fraction, seed=0)
+    train, held = data.subset(train_idx), data.subset(held_idx)
+    runs = []
+    for seed in config.seeds:
+        model = _estimator(config, seed).fit(*train.views)
+        emb = model.transform(*held.views)
+        run: dict[str, object] = {"seed": seed,
+                                  "whole": retrieval_metrics(emb.shared1, emb.shared2)}
+        try:
+            run["by_batch"] = by_group_retrieval(emb.shared1, emb.shared2,
+                                                 held.labels["batch"], min_group)
+        except DSSLError:
+            run["by_batch"] = None
+        runs.append(run)
+    return {"n_train": len(train), "n_heldout": len(held),
+            "protocol": "following InfoCORE: phenotype query -> molecule candidates, cosine",
+            "cca_whole": cca_retrieval(train.views, held.views, config.cca_components,
+                                       config.cca_reg),
+            "random_whole": random_retrieval(len(held)), "runs": runs}
