@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from disentangled_ssl import DisentangledSSL, DSSLError
 from disentangled_ssl.losses import info_nce, orthogonality
+from disentangled_ssl.methods import posterior_samples
 from disentangled_ssl.nn.encoders import MLP
 from disentangled_ssl.nn.vmf import VonMisesFisher
 from disentangled_ssl.training.ensemble import (
@@ -16,8 +17,6 @@ from disentangled_ssl.training.ensemble import (
     batched_orthogonality,
     fit_shared_grid,
     fit_specific_grid,
-    reflect_to,
-    vmf_noise,
 )
 
 SMALL = {"hidden_dim": 32, "shared_dim": 8, "specific_dim": 8, "batch_size": 64,
@@ -62,19 +61,22 @@ def test_batched_mlp_refuses_mismatched_or_custom_encoders():
         BatchedMLP([torch.nn.Conv1d(1, 1, 3)])
 
 
-def test_reflection_of_shared_noise_is_the_vmf_sample():
-    """vmf_noise + reflect_to reproduce VonMisesFisher.rsample draw for draw, and one noise
-    draw reflected onto K members' directions is each member's own sample."""
+def test_one_noise_draw_gives_every_member_its_own_vmf_sample():
+    """posterior_samples draws the vMF noise exactly as VonMisesFisher.rsample does, and one
+    draw mapped onto K members' embeddings is each member's own single-run sample."""
     n, m, kappa = 40, 12, 50.0
-    locs = F.normalize(torch.randn(3, n, m), dim=-1)
+    embeddings = torch.randn(3, n, m)
     state = torch.get_rng_state()
-    w, v = vmf_noise(n, m, kappa, torch.float32, torch.device("cpu"))
-    batched = reflect_to(locs, w, v)
+    batched = posterior_samples(embeddings, kappa)
     for k in range(3):
         torch.set_rng_state(state)
-        single = VonMisesFisher(locs[k], kappa, validate_args=False).rsample()
-        torch.testing.assert_close(batched[k], single, rtol=0, atol=2e-7)
-    assert torch.allclose(batched.norm(dim=-1), torch.ones(3, n), atol=1e-5)
+        loc = F.normalize(embeddings[k], dim=-1)
+        single = F.normalize(VonMisesFisher(loc, kappa, validate_args=False).rsample(), dim=-1)
+        torch.testing.assert_close(batched[k], single, rtol=0, atol=1e-7)
+        torch.set_rng_state(state)
+        assert torch.equal(posterior_samples(embeddings[k], kappa), batched[k])
+    assert torch.allclose(batched.norm(dim=-1), torch.ones(3, n), atol=1e-6)
+    assert (batched[0] - F.normalize(embeddings[0], dim=-1)).abs().max() > 1e-3  # noisy
 
 
 def test_batched_losses_equal_the_functional_ones():
@@ -141,3 +143,20 @@ def test_grids_refuse_what_they_cannot_batch(small_data):
     unfitted = DisentangledSSL(**SMALL)
     with pytest.raises(DSSLError, match="not fitted"):
         fit_specific_grid(unfitted, [0.0, 1.0], x1, x2)
+
+
+def test_reproduce_synthetic_batched_gives_the_one_by_one_results(tmp_path):
+    from disentangled_ssl.experiments.synthetic import SyntheticConfig, run_synthetic
+
+    config = dict(n_samples=800, shared_epochs=1, specific_epochs=1, betas=(0.0, 1.0),
+                  step2_betas=(1.0,), lambdas=(0.0, 1.0), seeds=(0,), batch_size=64,
+                  device="cpu")
+    plain = run_synthetic(SyntheticConfig(**config), tmp_path / "plain", progress=False)
+    batched = run_synthetic(SyntheticConfig(**config, batched=True), tmp_path / "batched",
+                            progress=False)
+    key = ("stage", "beta", "lam", "seed", "representation", "label")
+    assert [tuple(r[k] for k in key) for r in batched] == [tuple(r[k] for k in key)
+                                                           for r in plain]
+    for mine, theirs in zip(batched, plain):
+        assert mine["accuracy"] == pytest.approx(theirs["accuracy"], abs=0.01)
+    assert (tmp_path / "batched" / "figure3b.png").is_file()

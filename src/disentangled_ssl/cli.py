@@ -189,7 +189,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         n_samples=args.n_samples, shared_epochs=args.shared_epochs,
         specific_epochs=args.specific_epochs, betas=args.betas, step2_betas=args.step2_betas,
         lambdas=args.lambdas, seeds=args.seeds, batch_size=args.batch_size, lr=args.lr,
-        kappa=args.kappa, device=args.device,
+        kappa=args.kappa, device=args.device, batched=args.batched,
     )
     run_synthetic(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
     out = Path(args.out)
@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="β values whose step-1 models get the λ grid")
     r.add_argument("--lambdas", type=_floats, default=list(PAPER_LAMBDAS))
     r.add_argument("--seeds", type=_ints, default=[0])
+    r.add_argument("--batched", action="store_true",
+                   help="train each β grid and λ grid as one batched ensemble (same models to "
+                        "float tolerance, faster; docs/scaling.md)")
     _add_training(r, epochs=(5, 5))
     r.set_defaults(func=_cmd_reproduce)
     for module_name in EXTRA_COMMANDS:

@@ -6,16 +6,48 @@ then ``specific`` (step 2, shared encoders frozen: self-contrastive InfoNCE + λ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from disentangled_ssl.data.augment import VectorAugment
 from disentangled_ssl.losses.disentangled import SharedLoss, SpecificLoss
 from disentangled_ssl.models import MultimodalModel
-from disentangled_ssl.nn.vmf import VonMisesFisher
+from disentangled_ssl.nn.vmf import normalized_vmf_sample, vmf_noise
 from disentangled_ssl.training.loop import Schedule, Stage
+
+
+def augment_each(augment: nn.Module, xs: Sequence[Tensor]) -> list[Tensor]:
+    """One augmented view per modality. :class:`VectorAugment` treats rows independently, so
+    same-shaped modalities are augmented in one call (fewer, larger kernels); other modules
+    are called once per modality."""
+    if (isinstance(augment, VectorAugment) and len(xs) > 1
+            and all(x.shape[1:] == xs[0].shape[1:] and x.dtype == xs[0].dtype for x in xs)):
+        return list(augment(torch.cat(list(xs))).split([x.shape[0] for x in xs]))
+    return [augment(x) for x in xs]
+
+
+def two_views(augment: nn.Module, x: Tensor) -> Tensor:
+    """(B, ...) -> (2B, ...): two independent augmentations of every row, stacked (one call
+    on the duplicated batch for the row-wise :class:`VectorAugment`)."""
+    if isinstance(augment, VectorAugment):
+        return augment(torch.cat([x, x]))
+    return torch.cat([augment(x), augment(x)])
+
+
+def posterior_samples(embeddings: Tensor, kappa: float | None) -> Tensor:
+    """(..., n, D) encoder outputs -> (..., n, D) unit vectors: the L2-normalised vMF sample
+    around each row's direction (concentration ``kappa``), or the direction itself when
+    ``kappa`` is None. One noise draw serves all rows and all leading (ensemble) dimensions;
+    the noise does not depend on the directions."""
+    if kappa is None:
+        return F.normalize(embeddings, dim=-1)
+    n, dim = embeddings.shape[-2], embeddings.shape[-1]
+    w, v = vmf_noise(kappa, dim, n, torch.promote_types(embeddings.dtype, torch.float32),
+                     embeddings.device)
+    return normalized_vmf_sample(embeddings, w, v)
 
 
 class SharedObjective(nn.Module):
@@ -37,15 +69,10 @@ class SharedObjective(nn.Module):
         self.kappa = kappa
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
-        embeddings = [enc(self.augment(x)) for enc, x in zip(self.model.shared, xs)]
-        directions = F.normalize(torch.cat(embeddings), dim=-1)
-        if self.kappa is None:
-            samples = directions
-        else:
-            # One vectorised vMF draw for all modalities at once.
-            vmf = VonMisesFisher(directions, self.kappa, validate_args=False)
-            samples = F.normalize(vmf.rsample(), dim=-1)
-        z = samples.split([e.shape[0] for e in embeddings])
+        views = augment_each(self.augment, xs)
+        embeddings = [enc(v) for enc, v in zip(self.model.shared, views)]
+        z = posterior_samples(torch.cat(embeddings), self.kappa).split(
+            [e.shape[0] for e in embeddings])
         pairs = [(i, j) for i in range(len(xs)) for j in range(i + 1, len(xs))]
         out: dict[str, Tensor] = {}
         for i, j in pairs:
@@ -67,9 +94,7 @@ class SpecificObjective(nn.Module):
         for i, x in enumerate(xs):
             batch = x.shape[0]
             # Both views go through each encoder in one call.
-            # Two independent augmentations of every row, drawn in one call (rows are
-            # augmented independently): views[:B] and views[B:].
-            views = self.augment(torch.cat([x, x]))
+            views = two_views(self.augment, x)
             with torch.no_grad():
                 codes = self.model.shared_embedding(i, views)
             spec = self.model.specific_embedding(i, views, codes)

@@ -31,7 +31,9 @@ from torch.distributions import Distribution, constraints
 
 __all__ = [
     "VonMisesFisher",
+    "normalized_vmf_sample",
     "reflect_to_mean",
+    "vmf_noise",
     "bessel_iv_ratio",
     "log_bessel_iv",
     "mean_resultant_length",
@@ -383,48 +385,155 @@ class _WoodW(torch.autograd.Function):
         return grad.to(ctx.kappa_dtype), None, None, None, None, None
 
 
+def _householder_forward(loc: Tensor, w: Tensor, v: Tensor) -> tuple[Tensor, tuple]:
+    """z = [sigma (w - g), v] + g loc (see :func:`reflect_to_mean`) and what its backward needs."""
+    loc1 = loc[..., 0]
+    a = loc1.abs()
+    q = a + 1.0
+    u_sq = q + a + torch.linalg.vecdot(loc, loc)  # exact |u|^2: z stays unit-norm
+    g = (w * q - torch.linalg.vecdot(v, loc[..., 1:])).mul_(2.0).div_(u_sq)
+    w_minus_g = w - g
+    positive = loc1 > 0
+    first = torch.where(positive, -w_minus_g, w_minus_g)
+    head = first.unsqueeze(-1)
+    x = torch.cat([head, v.expand(*head.shape[:-1], v.shape[-1])], dim=-1)
+    z = torch.addcmul(x, g.unsqueeze(-1), loc)
+    return z, (loc, w, v, g, u_sq, q, positive, w_minus_g)
+
+
+def _householder_backward(grad: Tensor, saved: tuple, needs: tuple[bool, bool, bool]
+                          ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Gradients of :func:`_householder_forward` w.r.t. (loc, w, v), analytically."""
+    loc, w, v, g, u_sq, q, positive, w_minus_g = saved
+    sigma = torch.where(positive, -1.0, 1.0).to(grad.dtype)
+    grad1 = grad[..., 0]
+    # dL/dg: z_1 = sigma (w - g) + g loc_1, z_rest = v + g loc_rest.
+    d_g = torch.linalg.vecdot(grad, loc) - sigma * grad1
+    c = 2.0 * d_g / u_sq  # dL/dg * d g / d(2 N), N = w q - <v, loc_rest>
+    grad_loc = grad_w = grad_v = None
+    if needs[0]:
+        # dg/dloc_rest = -(2 v + 2 g loc_rest) / |u|^2,
+        # dg/dloc_1 = 2 (sign(loc_1) (w - g) - g loc_1) / |u|^2.
+        head = (-torch.sign(loc[..., 0]) * w_minus_g).unsqueeze(-1)
+        y = torch.cat([head, v.expand(*head.shape[:-1], v.shape[-1])], dim=-1)
+        y = torch.addcmul(y, g.unsqueeze(-1), loc)
+        grad_loc = g.unsqueeze(-1) * grad - c.unsqueeze(-1) * y
+    if needs[1]:
+        grad_w = (sigma * grad1 + c * q).sum_to_size(w.shape)
+    if needs[2]:
+        grad_v = (grad[..., 1:] - c.unsqueeze(-1) * loc[..., 1:]).sum_to_size(v.shape)
+    return grad_loc, grad_w, grad_v
+
+
 class _Householder(torch.autograd.Function):
-    """z = [sigma (w - g), v] + g loc (see :func:`reflect_to_mean`), with an analytic backward:
-    one node instead of a dozen, ~3x cheaper forward + backward for (512, 100) batches."""
+    """:func:`reflect_to_mean` as one autograd node with an analytic backward (a dozen
+    elementwise nodes otherwise; ~40% cheaper forward + backward for (512, 100) batches)."""
 
     @staticmethod
     def forward(ctx, loc: Tensor, w: Tensor, v: Tensor) -> Tensor:  # type: ignore[override]
-        loc1 = loc[..., 0]
-        a = loc1.abs()
-        q = a + 1.0
-        u_sq = q + a + torch.linalg.vecdot(loc, loc)  # exact |u|^2: z stays unit-norm
-        g = (w * q - torch.linalg.vecdot(v, loc[..., 1:])).mul_(2.0).div_(u_sq)
-        w_minus_g = w - g
-        positive = loc1 > 0
-        first = torch.where(positive, -w_minus_g, w_minus_g)
-        head = first.unsqueeze(-1)
-        x = torch.cat([head, v.expand(*head.shape[:-1], v.shape[-1])], dim=-1)
-        z = torch.addcmul(x, g.unsqueeze(-1), loc)
-        ctx.save_for_backward(loc, w, v, g, u_sq, q, positive, w_minus_g)
+        z, saved = _householder_forward(loc, w, v)
+        ctx.save_for_backward(*saved)
         return z
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        loc, w, v, g, u_sq, q, positive, w_minus_g = ctx.saved_tensors
-        sigma = torch.where(positive, -1.0, 1.0).to(grad.dtype)
-        grad1 = grad[..., 0]
-        # dL/dg: z_1 = sigma (w - g) + g loc_1, z_rest = v + g loc_rest.
-        d_g = torch.linalg.vecdot(grad, loc) - sigma * grad1
-        c = 2.0 * d_g / u_sq  # dL/dg * d g / d(2 N), N = w q - <v, loc_rest>
-        grad_loc = grad_w = grad_v = None
-        if ctx.needs_input_grad[0]:
-            # dg/dloc_rest = -(2 v + 2 g loc_rest) / |u|^2,
-            # dg/dloc_1 = 2 (sign(loc_1) (w - g) - g loc_1) / |u|^2.
-            head = (-torch.sign(loc[..., 0]) * w_minus_g).unsqueeze(-1)
-            y = torch.cat([head, v.expand(*head.shape[:-1], v.shape[-1])], dim=-1)
-            y = torch.addcmul(y, g.unsqueeze(-1), loc)
-            grad_loc = g.unsqueeze(-1) * grad - c.unsqueeze(-1) * y
-        if ctx.needs_input_grad[1]:
-            grad_w = (sigma * grad1 + c * q).sum_to_size(w.shape)
-        if ctx.needs_input_grad[2]:
-            grad_v = (grad[..., 1:] - c.unsqueeze(-1) * loc[..., 1:]).sum_to_size(v.shape)
-        return grad_loc, grad_w, grad_v
+        return _householder_backward(grad, ctx.saved_tensors, ctx.needs_input_grad[:3])
+
+
+def _normalize_forward(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``torch.nn.functional.normalize(x, dim=-1, eps=eps)`` (same ops, same rounding), plus
+    the clamped norm and the mask of rows whose norm was not clamped."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    den = norm.clamp_min(eps)
+    return x / den, den, norm > eps
+
+
+def _normalize_backward(grad: Tensor, y: Tensor, den: Tensor, unclamped: Tensor) -> Tensor:
+    """Gradient of y = x / max(|x|, eps): (g - y <g, y>) / |x| (just g / eps if clamped)."""
+    radial = torch.linalg.vecdot(grad, y).unsqueeze(-1) * unclamped
+    return (grad - y * radial) / den
+
+
+class _NormalizedSample(torch.autograd.Function):
+    """normalise(reflect_to_mean(normalise(e), w, v)) as one node (see
+    :func:`normalized_vmf_sample`)."""
+
+    @staticmethod
+    def forward(ctx, e: Tensor, w: Tensor, v: Tensor, eps: float) -> Tensor:  # type: ignore[override]
+        loc, den_e, ok_e = _normalize_forward(e, eps)
+        z, saved = _householder_forward(loc, w, v)
+        out, den_z, ok_z = _normalize_forward(z, eps)
+        ctx.save_for_backward(den_e, ok_e, out, den_z, ok_z, *saved)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        den_e, ok_e, out, den_z, ok_z, *saved = ctx.saved_tensors
+        grad_z = _normalize_backward(grad, out, den_z, ok_z)
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+        grad_loc, grad_w, grad_v = _householder_backward(grad_z, tuple(saved), needs)
+        grad_e = None
+        if grad_loc is not None:
+            grad_e = _normalize_backward(grad_loc, saved[0], den_e, ok_e)
+        return grad_e, grad_w, grad_v, None
+
+
+def vmf_noise(kappa: Tensor | float, m: int, n: int, dtype: torch.dtype = torch.float32,
+              device: torch.device | str = "cpu", proposals: int | None = None
+              ) -> tuple[Tensor, Tensor]:
+    """The random part of n vMF samples on S^{m-1}, which does not depend on the mean direction.
+
+    Args:
+        kappa: one concentration (float, or a tensor of shape (1,) or (n,); gradients flow to
+            a tensor kappa pathwise, as in :meth:`VonMisesFisher.rsample`).
+        m: ambient dimension; n: number of samples.
+        proposals: rejection-sampler candidates per row in the first round (default
+            :attr:`VonMisesFisher.proposals_per_round`).
+
+    Returns:
+        ``(w, v)``: w (n,) the cosines to the mean direction (Wood 1994's rejection sampler) and
+        v (n, m-1) uniform tangent directions of length sqrt(1 - w²). ``reflect_to_mean(loc, w,
+        v)`` turns them into samples around ``loc``; :meth:`VonMisesFisher.rsample` draws
+        exactly these (same calls on torch's RNG, same order).
+    """
+    if not isinstance(kappa, Tensor):
+        kappa = torch.tensor([float(kappa)], dtype=dtype, device=device)
+    if proposals is None:
+        proposals = VonMisesFisher.proposals_per_round
+    # w = <loc, z> and sqrt(1 - w^2), shape (n,); differentiable w.r.t. kappa.
+    w, radius = _WoodW.apply(kappa, m, n, proposals, dtype, torch.device(device))
+    # Uniform tangent direction v, |v| = sqrt(1 - w^2), so that x = [sigma w, v] is on S^{m-1}.
+    v = torch.randn(n, m - 1, dtype=dtype, device=device)
+    v = v * (radius / torch.linalg.vector_norm(v, dim=-1)).unsqueeze(-1)
+    return w, v
+
+
+def normalized_vmf_sample(embeddings: Tensor, w: Tensor, v: Tensor, eps: float = 1e-12
+                          ) -> Tensor:
+    """``normalise(reflect_to_mean(normalise(embeddings), w, v))``: the L2-normalised vMF sample
+    around the direction of each embedding, as one autograd node.
+
+    Equal in value to ``F.normalize(VonMisesFisher(F.normalize(e, dim=-1), kappa).rsample(),
+    dim=-1)`` with the same noise (the forward runs the same operations); the backward is
+    analytic (~2x cheaper than autograd through the dozen elementwise steps).
+
+    Args:
+        embeddings: (..., n, m) encoder outputs (leading dimensions, e.g. ensemble members,
+            share the noise rows).
+        w, v: (n,) and (n, m-1) noise from :func:`vmf_noise`.
+        eps: the normalisations' lower bound on the norm (as ``F.normalize``).
+
+    Returns:
+        (..., n, m) unit vectors.
+    """
+    device_type = embeddings.device.type
+    if torch.is_autocast_enabled(device_type):
+        # Mixed precision: sample in float32 (bf16 cannot resolve 1 - w ~ 1e-3).
+        with torch.autocast(device_type, enabled=False):
+            return _NormalizedSample.apply(embeddings.float(), w.float(), v.float(), eps)
+    return _NormalizedSample.apply(embeddings, w, v, eps)
 
 
 def reflect_to_mean(loc: Tensor, w: Tensor, v: Tensor) -> Tensor:
@@ -641,12 +750,6 @@ class VonMisesFisher(Distribution):
             kappa = self._raw_concentration.reshape(1)  # one kappa shared by all rows
         else:
             kappa = self.concentration.expand(shape[:-1]).reshape(n)
-        # w = <loc, z> and sqrt(1 - w^2), shape (n,); differentiable w.r.t. kappa.
-        w, radius = _WoodW.apply(kappa, m, n, self.proposals_per_round, loc.dtype, loc.device)
-
-        # Uniform tangent direction v, |v| = sqrt(1 - w^2), so that x = [sigma w, v] is on S^{m-1}.
-        v = torch.randn(n, m - 1, dtype=loc.dtype, device=loc.device)
-        v = v * (radius / torch.linalg.vector_norm(v, dim=-1)).unsqueeze(-1)
-
+        w, v = vmf_noise(kappa, m, n, loc.dtype, loc.device, self.proposals_per_round)
         # Householder reflection of [w, v] onto loc (see reflect_to_mean).
         return reflect_to_mean(loc, w, v).reshape(shape)

@@ -55,8 +55,13 @@ from sklearn.base import clone
 from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.methods import SharedObjective, SpecificObjective
-from disentangled_ssl.nn.vmf import VonMisesFisher, reflect_to_mean
+from disentangled_ssl.methods import (
+    SharedObjective,
+    SpecificObjective,
+    augment_each,
+    posterior_samples,
+    two_views,
+)
 from disentangled_ssl.training.loop import LoopState, Stage, TrainConfig, train_stage
 
 if TYPE_CHECKING:
@@ -208,35 +213,6 @@ def batched_orthogonality(specific: Tensor, shared: Tensor) -> Tensor:
     return torch.linalg.matrix_norm(cross)
 
 
-def vmf_noise(n: int, m: int, kappa: float, dtype: torch.dtype, device: torch.device
-              ) -> tuple[Tensor, Tensor]:
-    """The random part of ``VonMisesFisher(loc, kappa).rsample()`` for n rows in R^m.
-
-    Returns ``(w, v)``: w (n,) the cosines to the mean direction and v (n, m-1) the tangent
-    parts (|v| = sqrt(1 - w²)), drawn from torch's RNG exactly as a call with any (n, m) loc
-    draws them — the draws do not depend on loc. (With loc = e1 the sampler's reflection is
-    the identity, so the sample is ``[w, v]``.)
-    """
-    e1 = torch.zeros(n, m, dtype=dtype, device=device)
-    e1[:, 0] = 1.0
-    x = VonMisesFisher(e1, kappa, validate_args=False).rsample()
-    return x[:, 0], x[:, 1:]
-
-
-def reflect_to(loc: Tensor, w: Tensor, v: Tensor) -> Tensor:
-    """Map the vMF noise ``(w, v)`` onto mean directions ``loc``: the sampler's own Householder
-    step (:func:`disentangled_ssl.nn.vmf.reflect_to_mean`), with leading member dimensions.
-
-    Args:
-        loc: (..., n, m) unit mean directions (e.g. (K, n, m) for K members).
-        w: (n,) cosines; v: (n, m-1) tangent parts, from :func:`vmf_noise`.
-
-    Returns:
-        (..., n, m) samples on the sphere; row i of every member uses noise row i.
-    """
-    return reflect_to_mean(loc, w, v)
-
-
 def _member_terms(terms: dict[str, Tensor]) -> dict[str, Tensor]:
     """{"loss": sum over members} + one scalar per member and term, "term[k]"."""
     out = {"loss": terms["loss"].sum()}
@@ -311,15 +287,10 @@ class SharedEnsembleObjective(nn.Module):
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         """xs: one (B, d_i) batch per modality, shared by all members."""
-        embeddings = [enc(self.augment(x)) for enc, x in zip(self.encoders, xs)]  # (K, B, D)
-        directions = F.normalize(torch.cat(embeddings, dim=1), dim=-1)  # (K, M·B, D)
-        if self.kappa is None:
-            samples = directions
-        else:
-            # One draw of the noise, exactly as each member's single run draws it.
-            w, v = vmf_noise(directions.shape[1], directions.shape[2], self.kappa,
-                             directions.dtype, directions.device)
-            samples = F.normalize(reflect_to(directions, w, v), dim=-1)
+        views = augment_each(self.augment, xs)  # drawn as in each member's single run
+        embeddings = [enc(v) for enc, v in zip(self.encoders, views)]  # (K, B, D) each
+        # One vMF noise draw for all members, as each member's single run draws it.
+        samples = posterior_samples(torch.cat(embeddings, dim=1), self.kappa)  # (K, M·B, D)
         z = samples.split([e.shape[1] for e in embeddings], dim=1)
         pairs = [(i, j) for i in range(len(xs)) for j in range(i + 1, len(xs))]
         nce = align = None
@@ -388,9 +359,7 @@ class SpecificEnsembleObjective(nn.Module):
         shared: list[tuple[Tensor, Tensor]] = []
         for i, x in enumerate(xs):
             batch = x.shape[0]
-            # Two independent augmentations of every row, drawn in one call (rows are
-            # augmented independently): views[:B] and views[B:].
-            views = self.augment(torch.cat([x, x]))
+            views = two_views(self.augment, x)  # drawn as in each member's single run
             with torch.no_grad():
                 codes = model.shared_embedding(i, views)
             inputs = (torch.cat([views.flatten(1), codes], dim=1)
