@@ -139,12 +139,16 @@ def _maxrss_mib() -> float:
 
 
 def write_json(name: str, payload: dict, out: Path | None) -> Path:
-    """Write ``payload`` (plus the end-of-run load average) to ``out`` or the default path."""
+    """Write ``payload`` (plus the end-of-run load average) to ``out`` or the default path, and
+    print a contention note when the machine was busy."""
     path = out if out is not None else RESULTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     payload.setdefault("machine", {})["load_average_at_end"] = load_average()
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
+    note = contention_note(payload["machine"])
+    if note:
+        print(note)
     return path
 
 

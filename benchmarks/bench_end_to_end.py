@@ -37,7 +37,7 @@ import argparse
 import tempfile
 import time
 
-from _common import add_common_args, contention_note, machine_info, set_threads, write_json
+from _common import add_common_args, machine_info, set_threads, write_json
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
 from disentangled_ssl.experiments.paper import PAPER_BETAS, PAPER_LAMBDAS, PAPER_STEP2_BETAS
@@ -192,9 +192,6 @@ def main() -> None:
         "results": results,
     }
     write_json("end_to_end", payload, args.out)
-    note = contention_note(payload["machine"])
-    if note:
-        print(note)
 
 
 if __name__ == "__main__":

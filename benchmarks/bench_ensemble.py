@@ -24,7 +24,6 @@ import time
 import torch
 from _common import (
     add_common_args,
-    contention_note,
     fmt,
     machine_info,
     set_threads,
@@ -136,9 +135,6 @@ def main() -> None:
           f"{stats['step1_match']['max']:.1e} / {stats['step1_match_fro']['max']:.1e}, step 2 "
           f"{stats['step2_match']['max']:.1e} / {stats['step2_match_fro']['max']:.1e}")
     write_json("ensemble", payload, args.out)
-    note = contention_note(payload["machine"])
-    if note:
-        print(note)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import time
 
 from _common import (
     add_common_args,
-    contention_note,
     fmt,
     machine_info,
     set_threads,
@@ -78,9 +77,6 @@ def main() -> None:
     print(f"evaluation per step-1 run ≈ {per_step1:.2f} s, per step-2 run ≈ {per_step2:.2f} s "
           f"(n = {args.n_samples})")
     write_json("probe", payload, args.out)
-    note = contention_note(payload["machine"])
-    if note:
-        print(note)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ import torch.nn.functional as F
 from _common import (
     PeakRSS,
     add_common_args,
-    contention_note,
     fmt,
     machine_info,
     set_threads,
@@ -215,9 +214,6 @@ def main() -> None:
               f"{fmt(stats['step1_fraction_of_bare'], '', digits=2)} and "
               f"{fmt(stats['step2_fraction_of_bare'], '', digits=2)}")
     write_json("throughput", payload, args.out)
-    note = contention_note(payload["machine"])
-    if note:
-        print(note)
 
 
 if __name__ == "__main__":

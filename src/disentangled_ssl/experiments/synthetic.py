@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.data.synthetic import LABEL_NAMES, make_synthetic
+from disentangled_ssl.data.synthetic import LABEL_NAMES, PairedData, make_synthetic
 from disentangled_ssl.estimator import DisentangledSSL
 from disentangled_ssl.evaluation.probe import linear_probe
 from disentangled_ssl.experiments.paper import (
@@ -74,8 +74,16 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _probe_rows(stage: str, beta: float, lam: float | None, seed: int, seconds: float,
-                reps: dict[str, tuple[np.ndarray, np.ndarray]], train_y: dict, test_y: dict
-                ) -> list[dict]:
+                est: DisentangledSSL, train: PairedData, test: PairedData) -> list[dict]:
+    """Probe the representations of one fitted model: the concatenated shared codes after
+    step 1, both specific codes after step 2."""
+    tr, te = est.transform(train.x1, train.x2), est.transform(test.x1, test.x2)
+    if stage == "shared":
+        reps = {"shared": (tr.shared, te.shared)}
+    else:
+        reps = {"specific1": (tr.specific1, te.specific1),
+                "specific2": (tr.specific2, te.specific2)}
+    train_y, test_y = train.labels, test.labels
     rows = []
     for rep, (train_x, test_x) in reps.items():
         for label, acc in linear_probe(train_x, train_y, test_x, test_y).items():
@@ -102,9 +110,7 @@ def _run_batched(config: SyntheticConfig, train, test, out: Path, bar: tqdm) -> 
         grid = fit_shared_grid(base, list(config.betas), train.x1, train.x2)
         seconds = (time.perf_counter() - tic) / len(grid)
         for beta, est in zip(config.betas, grid):
-            tr, te = est.transform(train.x1, train.x2), est.transform(test.x1, test.x2)
-            rows += _probe_rows("shared", beta, None, seed, seconds,
-                                {"shared": (tr.shared, te.shared)}, train.labels, test.labels)
+            rows += _probe_rows("shared", beta, None, seed, seconds, est, train, test)
             bar.update()
             bar.set_postfix(beta=beta, seed=seed)
             if beta in config.step2_betas:
@@ -112,13 +118,7 @@ def _run_batched(config: SyntheticConfig, train, test, out: Path, bar: tqdm) -> 
                 specs = fit_specific_grid(est, list(config.lambdas), train.x1, train.x2)
                 seconds2 = (time.perf_counter() - tic) / len(specs)
                 for lam, spec in zip(config.lambdas, specs):
-                    tr, te = spec.transform(train.x1, train.x2), spec.transform(test.x1, test.x2)
-                    rows += _probe_rows(
-                        "specific", beta, lam, seed, seconds2,
-                        {"specific1": (tr.specific1, te.specific1),
-                         "specific2": (tr.specific2, te.specific2)},
-                        train.labels, test.labels,
-                    )
+                    rows += _probe_rows("specific", beta, lam, seed, seconds2, spec, train, test)
                     bar.update()
                     bar.set_postfix(beta=beta, lam=lam, seed=seed)
             _write_csv(out / "results.csv", rows)  # partial results survive an interruption
@@ -157,9 +157,7 @@ def run_synthetic(config: SyntheticConfig, out_dir: str | os.PathLike[str],
         tic = time.perf_counter()
         est.fit_shared(train.x1, train.x2)
         seconds = time.perf_counter() - tic
-        tr, te = est.transform(train.x1, train.x2), est.transform(test.x1, test.x2)
-        rows += _probe_rows("shared", beta, None, seed, seconds,
-                            {"shared": (tr.shared, te.shared)}, train.labels, test.labels)
+        rows += _probe_rows("shared", beta, None, seed, seconds, est, train, test)
         bar.update()
         bar.set_postfix(beta=beta, seed=seed)
         if beta in config.step2_betas:
@@ -168,13 +166,7 @@ def run_synthetic(config: SyntheticConfig, out_dir: str | os.PathLike[str],
                 tic = time.perf_counter()
                 spec.fit_specific(train.x1, train.x2)
                 seconds = time.perf_counter() - tic
-                tr, te = spec.transform(train.x1, train.x2), spec.transform(test.x1, test.x2)
-                rows += _probe_rows(
-                    "specific", beta, lam, seed, seconds,
-                    {"specific1": (tr.specific1, te.specific1),
-                     "specific2": (tr.specific2, te.specific2)},
-                    train.labels, test.labels,
-                )
+                rows += _probe_rows("specific", beta, lam, seed, seconds, spec, train, test)
                 bar.update()
                 bar.set_postfix(beta=beta, lam=lam, seed=seed)
         _write_csv(out / "results.csv", rows)  # partial results survive an interruption
