@@ -56,6 +56,17 @@ def _timed(fn):
     return out, time.perf_counter() - tic, time.process_time() - cpu
 
 
+def _record(res: dict, step: str, ensemble: tuple[float, float],
+            sequential: tuple[float, float], gap: tuple[float, float]) -> None:
+    """Append one repeat's (wall, CPU) times, their ratios and the member gaps for ``step``."""
+    res[f"{step}_ensemble_s"].append(ensemble[0])
+    res[f"{step}_sequential_s"].append(sequential[0])
+    res[f"{step}_ratio"].append(sequential[0] / ensemble[0])
+    res[f"{step}_cpu_ratio"].append(sequential[1] / ensemble[1])
+    res[f"{step}_match"].append(gap[0])
+    res[f"{step}_match_fro"].append(gap[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser, n_samples=10000, epochs=1, repeats=2)
@@ -94,25 +105,13 @@ def main() -> None:
         (grid, e_wall, e_cpu), (singles, s_wall, s_cpu) = (
             ((out_a, wall_a, cpu_a), (out_b, wall_b, cpu_b)) if first is ens1
             else ((out_b, wall_b, cpu_b), (out_a, wall_a, cpu_a)))
-        res["step1_ensemble_s"].append(e_wall)
-        res["step1_sequential_s"].append(s_wall)
-        res["step1_ratio"].append(s_wall / e_wall)
-        res["step1_cpu_ratio"].append(s_cpu / e_cpu)
-        gap_max, gap_fro = _gap(grid, singles)
-        res["step1_match"].append(gap_max)
-        res["step1_match_fro"].append(gap_fro)
+        _record(res, "step1", (e_wall, e_cpu), (s_wall, s_cpu), _gap(grid, singles))
 
         fitted = singles[0]
         spec_grid, e_wall, e_cpu = _timed(lambda f=fitted: fit_specific_grid(f, lams, x1, x2))
         spec_singles, s_wall, s_cpu = _timed(
             lambda f=fitted: [f.with_params(lam=lam).fit_specific(x1, x2) for lam in lams])
-        res["step2_ensemble_s"].append(e_wall)
-        res["step2_sequential_s"].append(s_wall)
-        res["step2_ratio"].append(s_wall / e_wall)
-        res["step2_cpu_ratio"].append(s_cpu / e_cpu)
-        gap_max, gap_fro = _gap(spec_grid, spec_singles)
-        res["step2_match"].append(gap_max)
-        res["step2_match_fro"].append(gap_fro)
+        _record(res, "step2", (e_wall, e_cpu), (s_wall, s_cpu), _gap(spec_grid, spec_singles))
         print(f"repeat {rep + 1}/{args.repeats}: step 1 ×{res['step1_ratio'][-1]:.2f} "
               f"(CPU ×{res['step1_cpu_ratio'][-1]:.2f}, match {res['step1_match'][-1]:.1e}), "
               f"step 2 ×{res['step2_ratio'][-1]:.2f} (CPU ×{res['step2_cpu_ratio'][-1]:.2f}, "
