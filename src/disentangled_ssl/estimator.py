@@ -534,13 +534,16 @@ class DisentangledSSL(BaseEstimator):
         path = checkpoint_path(self.checkpoint_dir)
         return load_checkpoint(path) if path.is_file() else None
 
-    def _model_from_state(self, state: dict[str, torch.Tensor], path: Path) -> MultimodalModel:
+    def _model_from_state(self, state: dict[str, torch.Tensor], path: Path,
+                          mismatch: str | None = None) -> MultimodalModel:
+        """The model of these settings holding ``state``; a DSSLError (``mismatch`` if given)
+        when keys or shapes differ."""
         model = self._new_model()
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
             raise DSSLError(
-                f"{path} does not match the model architecture of its settings ("
+                mismatch or f"{path} does not match the model architecture of its settings ("
                 f"{str(exc).splitlines()[0]})"
             ) from exc
         return model.to(self._device)
@@ -725,15 +728,9 @@ class DisentangledSSL(BaseEstimator):
         except Exception as exc:  # safetensors raises its own error types on corrupt files
             raise DSSLError(f"{weights_path} is not a readable safetensors file: {exc}") from exc
         est._device = resolve_device(device)
-        model = est._new_model()
-        expected = model.state_dict()
-        if set(state) != set(expected) or any(
-            state[k].shape != expected[k].shape for k in expected
-        ):
-            raise DSSLError(
-                f"{weights_path} does not match the architecture in {config_path} (tampered or "
-                "mixed-up files)"
-            )
-        model.load_state_dict(state)
-        est.model_ = model.to(est._device).eval()
+        est.model_ = est._model_from_state(
+            state, weights_path,
+            mismatch=f"{weights_path} does not match the architecture in {config_path} "
+            "(tampered or mixed-up files)",
+        ).eval()
         return est
