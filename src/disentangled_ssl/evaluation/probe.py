@@ -10,6 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from disentangled_ssl._errors import DSSLError
 
@@ -56,7 +57,10 @@ def linear_probe(
         if np.unique(y_train).size < 2:
             raise DSSLError(f"label {name!r} has a single class in the train split; cannot probe")
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C))
-        with warnings.catch_warnings():
+        # One BLAS thread: L-BFGS on (n, d <= a few hundred) is a chain of small
+        # matrix-vector products, which OpenBLAS's threads slow down (measured 6x slower with
+        # 2 threads next to torch's OpenMP pool; benchmarks/bench_probe.py).
+        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
             # L-BFGS stopping at max_iter changes accuracy by < 0.001 here; keep logs readable.
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf.fit(train_features, y_train)

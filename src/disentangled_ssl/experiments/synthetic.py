@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +46,10 @@ class SyntheticConfig:
     ``batched=True`` trains each seed's β grid, and each (seed, β)'s λ grid, as one batched
     ensemble (:mod:`disentangled_ssl.training.ensemble`): every model equals its one-by-one
     run to float tolerance, in less time; ``train_seconds`` is then the grid's time divided
-    equally among its members.
+    equally among its members. ``workers > 1`` trains independent units of the grid in that
+    many processes, each with ``cpu_count // workers`` torch threads (on a 2-core CPU two
+    1-thread processes do more work than one 2-thread process); results equal the
+    one-process run's to float tolerance (grid chunks are smaller ensembles).
     """
 
     n_samples: int = 20000
@@ -60,6 +66,7 @@ class SyntheticConfig:
     data_seed: int = 0
     extra: dict = field(default_factory=dict)
     batched: bool = False
+    workers: int = 1
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -95,34 +102,162 @@ def _probe_rows(stage: str, beta: float, lam: float | None, seed: int, seconds: 
     return rows
 
 
-def _run_batched(config: SyntheticConfig, train, test, out: Path, bar: tqdm) -> list[dict]:
-    """run_synthetic's runs, in its row order, with each grid trained as one ensemble."""
+def _fit_unit(config: SyntheticConfig, seed: int, betas: Sequence[float], train: PairedData,
+              test: PairedData, on_run: Callable[[dict], None]) -> dict[float, list[dict]]:
+    """Train and probe one unit of work: the step-1 models of ``betas`` at ``seed`` (one
+    batched ensemble when ``config.batched``, else one by one) and, for the β values in
+    ``config.step2_betas``, their λ grids. Returns β -> its rows (shared rows, then the
+    specific rows in λ order); ``on_run`` is called after every trained model."""
     from disentangled_ssl.training.ensemble import fit_shared_grid, fit_specific_grid
 
-    rows: list[dict] = []
-    for seed in config.seeds:
-        base = DisentangledSSL(
-            shared_epochs=config.shared_epochs, specific_epochs=config.specific_epochs,
-            batch_size=config.batch_size, lr=config.lr, kappa=config.kappa, random_state=seed,
-            device=config.device, verbose=False,
+    def estimator(beta: float = 1.0) -> DisentangledSSL:
+        return DisentangledSSL(
+            beta=beta, shared_epochs=config.shared_epochs,
+            specific_epochs=config.specific_epochs, batch_size=config.batch_size, lr=config.lr,
+            kappa=config.kappa, random_state=seed, device=config.device, verbose=False,
         )
+
+    lams = list(config.lambdas)
+    rows: dict[float, list[dict]] = {}
+    if config.batched:
         tic = time.perf_counter()
-        grid = fit_shared_grid(base, list(config.betas), train.x1, train.x2)
-        seconds = (time.perf_counter() - tic) / len(grid)
-        for beta, est in zip(config.betas, grid):
-            rows += _probe_rows("shared", beta, None, seed, seconds, est, train, test)
-            bar.update()
-            bar.set_postfix(beta=beta, seed=seed)
-            if beta in config.step2_betas:
+        fitted = fit_shared_grid(estimator(), list(betas), train.x1, train.x2)
+        shared_seconds = [(time.perf_counter() - tic) / len(fitted)] * len(fitted)
+    else:
+        fitted, shared_seconds = [], []
+        for beta in betas:
+            tic = time.perf_counter()
+            fitted.append(estimator(beta).fit_shared(train.x1, train.x2))
+            shared_seconds.append(time.perf_counter() - tic)
+    for beta, est, seconds in zip(betas, fitted, shared_seconds):
+        rows[beta] = _probe_rows("shared", beta, None, seed, seconds, est, train, test)
+        on_run({"beta": beta, "seed": seed})
+        if beta not in config.step2_betas:
+            continue
+        if config.batched:
+            tic = time.perf_counter()
+            specs = fit_specific_grid(est, lams, train.x1, train.x2)
+            spec_seconds = [(time.perf_counter() - tic) / len(specs)] * len(specs)
+        else:
+            specs, spec_seconds = [], []
+            for lam in lams:
                 tic = time.perf_counter()
-                specs = fit_specific_grid(est, list(config.lambdas), train.x1, train.x2)
-                seconds2 = (time.perf_counter() - tic) / len(specs)
-                for lam, spec in zip(config.lambdas, specs):
-                    rows += _probe_rows("specific", beta, lam, seed, seconds2, spec, train, test)
-                    bar.update()
-                    bar.set_postfix(beta=beta, lam=lam, seed=seed)
-            _write_csv(out / "results.csv", rows)  # partial results survive an interruption
+                specs.append(est.with_params(lam=lam).fit_specific(train.x1, train.x2))
+                spec_seconds.append(time.perf_counter() - tic)
+        for lam, spec, seconds in zip(lams, specs, spec_seconds):
+            rows[beta] += _probe_rows("specific", beta, lam, seed, seconds, spec, train, test)
+            on_run({"beta": beta, "lam": lam, "seed": seed})
     return rows
+
+
+def _units(config: SyntheticConfig) -> list[tuple[int, tuple[float, ...]]]:
+    """The (seed, β values) units of work, heaviest first.
+
+    One worker: the β grid of each seed in one unit (one batched ensemble) or one unit per
+    (seed, β). Several workers, batched: each seed's β grid is cut into ``workers`` chunks
+    when the seeds alone do not divide evenly among the workers; chunks are balanced by
+    estimated cost (a step-2 model ~2.6 step-1 model-epochs per epoch, measured), the step-2
+    β values spread over them first."""
+    betas = list(config.betas)
+    if not config.batched:
+        units = [(s, (b,)) for s in config.seeds for b in betas]
+    elif config.workers <= 1 or len(config.seeds) % config.workers == 0:
+        units = [(s, tuple(betas)) for s in config.seeds]
+    else:
+        parts = min(config.workers, len(betas))
+
+        def cost(beta: float) -> float:
+            step2 = beta in config.step2_betas
+            return (config.shared_epochs
+                    + (2.6 * config.specific_epochs * len(config.lambdas) if step2 else 0.0))
+
+        chunks: list[list[float]] = [[] for _ in range(parts)]
+        loads = [0.0] * parts
+        for beta in sorted(betas, key=cost, reverse=True):  # greedy: largest first
+            k = loads.index(min(loads))
+            chunks[k].append(beta)
+            loads[k] += cost(beta)
+        units = [(s, tuple(b for b in betas if b in chunk))
+                 for s in config.seeds for chunk in chunks if chunk]
+
+    def unit_cost(unit: tuple[int, tuple[float, ...]]) -> float:
+        step2 = sum(b in config.step2_betas for b in unit[1])
+        return len(unit[1]) * config.shared_epochs + step2 * 2.6 * config.specific_epochs * len(
+            config.lambdas)
+
+    if config.workers > 1:
+        units.sort(key=unit_cost, reverse=True)  # longest first: the pool finishes together
+    return units
+
+
+_DATA_CACHE: dict[tuple[int, int], tuple[PairedData, PairedData]] = {}
+
+
+def _split_data(config: SyntheticConfig) -> tuple[PairedData, PairedData]:
+    key = (config.n_samples, config.data_seed)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        data = make_synthetic(n_samples=config.n_samples, seed=config.data_seed)
+        _DATA_CACHE[key] = data.split(0.2, seed=0)
+    return _DATA_CACHE[key]
+
+
+def _worker_unit(config: SyntheticConfig, seed: int, betas: tuple[float, ...], threads: int,
+                 events: Any) -> dict[float, list[dict]]:
+    """Process-pool side of :func:`_fit_unit` (data generated once per worker process). Torch
+    and the probes' BLAS/OpenMP pools get ``threads`` threads, so the workers do not
+    oversubscribe the cores."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    with threadpool_limits(limits=threads):
+        train, test = _split_data(config)
+        return _fit_unit(config, seed, betas, train, test, events.put)
+
+
+def _ordered_rows(config: SyntheticConfig, done: dict[tuple[int, float], list[dict]]
+                  ) -> list[dict]:
+    """Rows in the sequential run's order (seed, then β grid order) for the finished runs."""
+    return [r for s in config.seeds for b in config.betas for r in done.get((s, b), [])]
+
+
+def _run_units(config: SyntheticConfig, out: Path, bar: tqdm) -> list[dict]:
+    """Every unit of :func:`_units`, in this process or over ``config.workers`` processes;
+    ``results.csv`` is rewritten after each unit so partial results survive an interruption."""
+    units = _units(config)
+    done: dict[tuple[int, float], list[dict]] = {}
+
+    def tick(event: dict) -> None:
+        bar.update()
+        bar.set_postfix(event)
+
+    def finish(seed: int, result: dict[float, list[dict]]) -> None:
+        for beta, beta_rows in result.items():
+            done[(seed, beta)] = beta_rows
+        _write_csv(out / "results.csv", _ordered_rows(config, done))
+
+    if config.workers <= 1:
+        train, test = _split_data(config)
+        for seed, betas in units:
+            finish(seed, _fit_unit(config, seed, betas, train, test, tick))
+        return _ordered_rows(config, done)
+
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(
+            max_workers=min(config.workers, len(units)), mp_context=context) as pool:
+        events = manager.Queue()
+        pending = {pool.submit(_worker_unit, config, seed, betas, threads, events): seed
+                   for seed, betas in units}
+        while pending:
+            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while not events.empty():
+                tick(events.get())
+            for future in finished:
+                finish(pending.pop(future), future.result())
+        while not events.empty():
+            tick(events.get())
+    return _ordered_rows(config, done)
 
 
 def run_synthetic(config: SyntheticConfig, out_dir: str | os.PathLike[str],
@@ -137,39 +272,15 @@ def run_synthetic(config: SyntheticConfig, out_dir: str | os.PathLike[str],
         raise DSSLError(
             f"step2 betas {missing} are not in the step-1 beta grid {list(config.betas)}"
         )
+    if isinstance(config.workers, bool) or not isinstance(config.workers, int) or (
+            config.workers < 1):
+        raise DSSLError(f"workers must be a positive integer, got {config.workers!r}")
     out.mkdir(parents=True, exist_ok=True)
-    data = make_synthetic(n_samples=config.n_samples, seed=config.data_seed)
-    train, test = data.split(0.2, seed=0)
     started = time.perf_counter()
-    rows: list[dict] = []
-    runs = [(s, b) for s in config.seeds for b in config.betas]
-    n_runs = len(runs) + len(config.seeds) * len(config.step2_betas) * len(config.lambdas)
+    n_runs = len(config.seeds) * (
+        len(config.betas) + len(config.step2_betas) * len(config.lambdas))
     bar = tqdm(total=n_runs, desc="reproduce synthetic", unit="run", disable=not progress)
-    if config.batched:
-        runs = []  # the same runs, trained grid by grid below
-        rows = _run_batched(config, train, test, out, bar)
-    for seed, beta in runs:
-        est = DisentangledSSL(
-            beta=beta, shared_epochs=config.shared_epochs,
-            specific_epochs=config.specific_epochs, batch_size=config.batch_size, lr=config.lr,
-            kappa=config.kappa, random_state=seed, device=config.device, verbose=False,
-        )
-        tic = time.perf_counter()
-        est.fit_shared(train.x1, train.x2)
-        seconds = time.perf_counter() - tic
-        rows += _probe_rows("shared", beta, None, seed, seconds, est, train, test)
-        bar.update()
-        bar.set_postfix(beta=beta, seed=seed)
-        if beta in config.step2_betas:
-            for lam in config.lambdas:
-                spec = est.with_params(lam=lam)
-                tic = time.perf_counter()
-                spec.fit_specific(train.x1, train.x2)
-                seconds = time.perf_counter() - tic
-                rows += _probe_rows("specific", beta, lam, seed, seconds, spec, train, test)
-                bar.update()
-                bar.set_postfix(beta=beta, lam=lam, seed=seed)
-        _write_csv(out / "results.csv", rows)  # partial results survive an interruption
+    rows = _run_units(config, out, bar)
     bar.close()
     total = time.perf_counter() - started
     _write_csv(out / "results.csv", rows)
@@ -180,7 +291,9 @@ def run_synthetic(config: SyntheticConfig, out_dir: str | os.PathLike[str],
         "seconds": round(total, 1),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+                    "threads": torch.get_num_threads(),
+                    "threads_per_worker": (max(1, (os.cpu_count() or 1) // config.workers)
+                                           if config.workers > 1 else torch.get_num_threads())},
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2))
     from disentangled_ssl.plots import plot_figure3a, plot_figure3b
