@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 
 from disentangled_ssl import DisentangledSSL, DSSLError
@@ -153,3 +154,16 @@ def test_bad_params(small_data, param, value, message):
 def test_unknown_param_is_rejected():
     with pytest.raises(TypeError, match="unexpected keyword argument 'betta'"):
         DisentangledSSL(betta=1.0)
+
+
+def test_bf16_trains_in_mixed_precision_with_float32_weights(small_data, fitted, tmp_path):
+    est = _est(bf16=True).fit(small_data.x1, small_data.x2)
+    assert all(p.dtype == torch.float32 for p in est.model_.parameters())
+    mixed = est.transform(small_data.x1, small_data.x2)
+    full = fitted.transform(small_data.x1, small_data.x2)
+    assert np.isfinite(mixed.shared1).all() and np.isfinite(mixed.specific2).all()
+    # Same seed and data: only the bf16 rounding of the forward passes differs.
+    assert not np.array_equal(mixed.shared1, full.shared1)
+    assert np.corrcoef(mixed.shared1.ravel(), full.shared1.ravel())[0, 1] > 0.9
+    est.save(tmp_path / "m")
+    assert DisentangledSSL.load(tmp_path / "m").get_params()["bf16"] is True

@@ -123,7 +123,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         hidden_dim=args.hidden_dim, shared_epochs=args.shared_epochs,
         specific_epochs=args.specific_epochs, batch_size=args.batch_size, lr=args.lr,
         kappa=args.kappa, random_state=args.seed, device=args.device, verbose=not args.quiet,
-        checkpoint_dir=args.checkpoint_dir, standardize=args.standardize,
+        checkpoint_dir=args.checkpoint_dir, standardize=args.standardize, bf16=args.bf16,
         method=args.method, alpha=args.alpha, epochs=args.epochs,
     )
     if args.checkpoint_dir and args.overwrite and not args.resume:
@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standardize", action="store_true",
                    help="standardise features with the training rows' mean/std (saved with "
                    "the model and reused by transform)")
+    p.add_argument("--bf16", action="store_true",
+                   help="mixed precision (bfloat16 forward passes; for GPUs with bf16 tensor "
+                   "cores or CPUs with bf16 instructions)")
     p.add_argument("--method", default="disentangled_ssl",
                    help="disentangled_ssl (default) or a baseline: clip, simclr, joint, focal, "
                    "dmvae, factorcl (docs/baselines.md)")
