@@ -16,17 +16,23 @@ The paper's Figure 3 needs, at n = 90000 (72000 training rows): step 1 for 13 β
   (:func:`~disentangled_ssl.training.ensemble.fit_shared_grid` over all 13 β of one seed,
   :func:`~disentangled_ssl.training.ensemble.fit_specific_grid` over the 7 λ of one β) and
   extrapolates with the same evaluation cost.
+* ``workers`` — the paper's whole grid (13 β, 2 β × 7 λ, 3 seeds) at ``--n-samples`` with
+  ``--epochs`` step-1 epochs and 3/5 as many step-2 epochs (the paper's 50:30), batched, in one
+  process (all threads) and in ``--workers`` processes, side by side: the measured ratio of
+  ``dssl reproduce synthetic --batched`` with and without ``--workers``.
 
 Usage::
 
     python benchmarks/bench_end_to_end.py                        # ~1-2 min on 2 cores
     python benchmarks/bench_end_to_end.py --n-samples 90000 --epochs 2
+    python benchmarks/bench_end_to_end.py --mode workers --epochs 5   # ~5 min
 
 The real thing, for a quiet machine (the measured number to quote; ``--batched`` is the
 ensemble path)::
 
-    time dssl reproduce synthetic [--batched] --n-samples 90000 --shared-epochs 50 \\
-        --specific-epochs 30 --seeds 0,1,2 --device cpu --out results/paper-size --overwrite
+    time dssl reproduce synthetic [--batched [--workers 2]] --n-samples 90000 \\
+        --shared-epochs 50 --specific-epochs 30 --seeds 0,1,2 --device cpu \\
+        --out results/paper-size --overwrite
 
 Writes ``benchmarks/results/end_to_end.json``.
 """
@@ -125,6 +131,23 @@ def measure_ensemble(n: int, epochs: int) -> dict:
     }
 
 
+def measure_workers(n: int, epochs: int, workers: int) -> dict:
+    """The full paper grid, batched, with 1 and with ``workers`` processes (wall seconds)."""
+    out: dict = {"grid": "13 betas, 2 step-2 betas x 7 lambdas, seeds 0,1,2 (batched)",
+                 "shared_epochs": epochs, "specific_epochs": max(1, round(epochs * 3 / 5))}
+    for k in (1, workers):
+        config = SyntheticConfig(n_samples=n, shared_epochs=out["shared_epochs"],
+                                 specific_epochs=out["specific_epochs"], seeds=(0, 1, 2),
+                                 device="cpu", batched=True, workers=k)
+        with tempfile.TemporaryDirectory() as folder:
+            tic = time.perf_counter()
+            run_synthetic(config, folder, overwrite=True, progress=False)
+            out[f"workers_{k}_s"] = round(time.perf_counter() - tic, 1)
+        print(f"  full grid, batched, {k} process(es): {out[f'workers_{k}_s']} s", flush=True)
+    out["speedup"] = round(out["workers_1_s"] / out[f"workers_{workers}_s"], 2)
+    return out
+
+
 def extrapolate(seq: dict, ens: dict | None, n: int, generate_paper_s: float) -> dict:
     """Hours for the paper's grid at full size, one by one and with batched grids."""
     step1_runs, step2_runs = _paper_runs()
@@ -154,7 +177,10 @@ def extrapolate(seq: dict, ens: dict | None, n: int, generate_paper_s: float) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser, n_samples=20000, epochs=1, repeats=1)
-    parser.add_argument("--mode", choices=("sequential", "ensemble", "both"), default="both")
+    parser.add_argument("--mode", choices=("sequential", "ensemble", "both", "workers"),
+                        default="both")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes for --mode workers (default 2)")
     args = parser.parse_args()
     set_threads(args.threads)
     machine = machine_info()
@@ -168,6 +194,12 @@ def main() -> None:
     results: dict = {"generate_paper_data_s": round(generate_paper, 2), "repeats": []}
     for rep in range(args.repeats):
         entry: dict = {}
+        if args.mode == "workers":
+            entry["workers"] = measure_workers(args.n_samples, args.epochs, args.workers)
+            print(f"repeat {rep + 1}: {args.workers} processes ×{entry['workers']['speedup']} "
+                  "faster than one", flush=True)
+            results["repeats"].append(entry)
+            continue
         entry["sequential"] = measure_sequential(args.n_samples, args.epochs)
         print(f"repeat {rep + 1}: run_synthetic small grid {entry['sequential']['total_s']} s "
               f"(step 1 {entry['sequential']['step1_samples_per_s']:,} samples/s, step 2 "
