@@ -159,18 +159,21 @@ def _units(config: SyntheticConfig) -> list[tuple[int, tuple[float, ...]]]:
     estimated cost (a step-2 model ~2.6 step-1 model-epochs per epoch, measured), the step-2
     β values spread over them first."""
     betas = list(config.betas)
+
+    def cost(beta: float) -> float:
+        step2 = beta in config.step2_betas
+        return config.shared_epochs + (
+            2.6 * config.specific_epochs * len(config.lambdas) if step2 else 0.0)
+
+    def unit_cost(unit: tuple[int, tuple[float, ...]]) -> float:
+        return sum(cost(b) for b in unit[1])
+
     if not config.batched:
         units = [(s, (b,)) for s in config.seeds for b in betas]
     elif config.workers <= 1 or len(config.seeds) % config.workers == 0:
         units = [(s, tuple(betas)) for s in config.seeds]
     else:
         parts = min(config.workers, len(betas))
-
-        def cost(beta: float) -> float:
-            step2 = beta in config.step2_betas
-            return (config.shared_epochs
-                    + (2.6 * config.specific_epochs * len(config.lambdas) if step2 else 0.0))
-
         chunks: list[list[float]] = [[] for _ in range(parts)]
         loads = [0.0] * parts
         for beta in sorted(betas, key=cost, reverse=True):  # greedy: largest first
@@ -179,12 +182,6 @@ def _units(config: SyntheticConfig) -> list[tuple[int, tuple[float, ...]]]:
             loads[k] += cost(beta)
         units = [(s, tuple(b for b in betas if b in chunk))
                  for s in config.seeds for chunk in chunks if chunk]
-
-    def unit_cost(unit: tuple[int, tuple[float, ...]]) -> float:
-        step2 = sum(b in config.step2_betas for b in unit[1])
-        return len(unit[1]) * config.shared_epochs + step2 * 2.6 * config.specific_epochs * len(
-            config.lambdas)
-
     if config.workers > 1:
         units.sort(key=unit_cost, reverse=True)  # longest first: the pool finishes together
     return units
