@@ -24,6 +24,7 @@ Usage::
 
     python benchmarks/bench_throughput.py                      # < 2 min on 2 cores
     python benchmarks/bench_throughput.py --n-samples 90000 --epochs 3 --repeats 5
+    python benchmarks/bench_throughput.py --bf16     # mixed precision (DisentangledSSL(bf16=True))
 
 Writes ``benchmarks/results/throughput.json``.
 """
@@ -134,6 +135,9 @@ def main() -> None:
     add_common_args(parser, n_samples=20000, epochs=2, repeats=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-compute reference")
+    parser.add_argument("--bf16", action="store_true",
+                        help="train the real path in bf16 mixed precision (the bare reference "
+                             "stays float32)")
     args = parser.parse_args()
     set_threads(args.threads)
     machine = machine_info()
@@ -154,7 +158,7 @@ def main() -> None:
     for rep in range(args.repeats):
         est = DisentangledSSL(beta=1.0, lam=1.0, shared_epochs=args.epochs,
                               specific_epochs=args.epochs, batch_size=args.batch_size,
-                              random_state=rep, device="cpu", verbose=False)
+                              random_state=rep, device="cpu", verbose=False, bf16=args.bf16)
         samples = (n_train // args.batch_size) * args.batch_size * args.epochs
         cpu = time.process_time()
         stamps1: list[float] = []
@@ -195,7 +199,8 @@ def main() -> None:
         "benchmark": "throughput",
         "settings": {"n_samples": args.n_samples, "n_train": n_train, "epochs": args.epochs,
                      "repeats": args.repeats, "batch_size": args.batch_size,
-                     "encoders": "MLP 100-512-100", "kappa": 1000.0, "beta": 1.0, "lam": 1.0},
+                     "encoders": "MLP 100-512-100", "kappa": 1000.0, "beta": 1.0, "lam": 1.0,
+                     "bf16": args.bf16},
         "machine": machine,
         "results": stats,
     }
