@@ -187,16 +187,15 @@ def _units(config: SyntheticConfig) -> list[tuple[int, tuple[float, ...]]]:
     return units
 
 
-_DATA_CACHE: dict[tuple[int, int], tuple[PairedData, PairedData]] = {}
-
-
 def _split_data(config: SyntheticConfig) -> tuple[PairedData, PairedData]:
-    key = (config.n_samples, config.data_seed)
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()
-        data = make_synthetic(n_samples=config.n_samples, seed=config.data_seed)
-        _DATA_CACHE[key] = data.split(0.2, seed=0)
-    return _DATA_CACHE[key]
+    return make_synthetic(n_samples=config.n_samples, seed=config.data_seed).split(0.2, seed=0)
+
+
+def _threads_per_worker(config: SyntheticConfig) -> int:
+    return max(1, (os.cpu_count() or 1) // config.workers)
+
+
+_WORKER_DATA: dict[tuple[int, int], tuple[PairedData, PairedData]] = {}
 
 
 def _worker_unit(config: SyntheticConfig, seed: int, betas: tuple[float, ...], threads: int,
@@ -208,7 +207,11 @@ def _worker_unit(config: SyntheticConfig, seed: int, betas: tuple[float, ...], t
 
     torch.set_num_threads(threads)
     with threadpool_limits(limits=threads):
-        train, test = _split_data(config)
+        key = (config.n_samples, config.data_seed)
+        if key not in _WORKER_DATA:  # a worker process serves several units of one run
+            _WORKER_DATA.clear()
+            _WORKER_DATA[key] = _split_data(config)
+        train, test = _WORKER_DATA[key]
         return _fit_unit(config, seed, betas, train, test, events.put)
 
 
@@ -239,7 +242,7 @@ def _run_units(config: SyntheticConfig, out: Path, bar: tqdm) -> list[dict]:
             finish(seed, _fit_unit(config, seed, betas, train, test, tick))
         return _ordered_rows(config, done)
 
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    threads = _threads_per_worker(config)
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(
             max_workers=min(config.workers, len(units)), mp_context=context) as pool:
@@ -289,8 +292,8 @@ def run_synthetic(config: SyntheticConfig, out_dir: str | os.PathLike[str],
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(),
-                    "threads_per_worker": (max(1, (os.cpu_count() or 1) // config.workers)
-                                           if config.workers > 1 else torch.get_num_threads())},
+                    "threads_per_worker": (_threads_per_worker(config) if config.workers > 1
+                                           else torch.get_num_threads())},
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2))
     from disentangled_ssl.plots import plot_figure3a, plot_figure3b
