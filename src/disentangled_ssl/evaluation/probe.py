@@ -47,22 +47,25 @@ def linear_probe(
     if missing:
         raise DSSLError(f"labels {sorted(missing)} are not in both train and test labels")
     scores: dict[str, float] = {}
-    for name, y_train in train_labels.items():
-        y_train = np.asarray(y_train)
-        if y_train.shape[0] != train_features.shape[0]:
-            raise DSSLError(
-                f"label {name!r} has {y_train.shape[0]} train rows, features have "
-                f"{train_features.shape[0]}"
-            )
-        if np.unique(y_train).size < 2:
-            raise DSSLError(f"label {name!r} has a single class in the train split; cannot probe")
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C))
-        # One BLAS thread: L-BFGS on (n, d <= a few hundred) is a chain of small
-        # matrix-vector products, which OpenBLAS's threads slow down (measured 6x slower with
-        # 2 threads next to torch's OpenMP pool; benchmarks/bench_probe.py).
-        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-            # L-BFGS stopping at max_iter changes accuracy by < 0.001 here; keep logs readable.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(train_features, y_train)
-        scores[name] = float(clf.score(test_features, np.asarray(test_labels[name])))
+    # One BLAS thread, set once for all labels: L-BFGS on (n, d <= a few hundred) is a chain
+    # of small matrix-vector products, which OpenBLAS's threads slow down (measured 6x slower
+    # with 2 threads next to torch's OpenMP pool; benchmarks/bench_probe.py).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name, y_train in train_labels.items():
+            y_train = np.asarray(y_train)
+            if y_train.shape[0] != train_features.shape[0]:
+                raise DSSLError(
+                    f"label {name!r} has {y_train.shape[0]} train rows, features have "
+                    f"{train_features.shape[0]}"
+                )
+            if np.unique(y_train).size < 2:
+                raise DSSLError(
+                    f"label {name!r} has a single class in the train split; cannot probe")
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C))
+            with warnings.catch_warnings():
+                # L-BFGS stopping at max_iter changes accuracy by < 0.001 here; keep logs
+                # readable.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(train_features, y_train)
+            scores[name] = float(clf.score(test_features, np.asarray(test_labels[name])))
     return scores
