@@ -104,3 +104,86 @@ def test_dials_validated(value):
         SharedLoss(beta=value)
     with pytest.raises(DSSLError, match="lam must be"):
         SpecificLoss(lam=value)
+
+
+def _composed_specific(s, c, temperature, lam):
+    """SpecificLoss written with autograd from the documented equations (two modalities)."""
+    total = 0.0
+    for i, j in ((0, 1), (1, 0)):
+        ja = F.normalize(torch.cat([s[i][0], c[j][0]], -1), dim=-1)
+        jb = F.normalize(torch.cat([s[i][1], c[j][1]], -1), dim=-1)
+        total = total + info_nce(ja, jb, temperature) + lam * 0.5 * (
+            orthogonality(s[i][0], c[i][0]) + orthogonality(s[i][1], c[i][1]))
+    return total
+
+
+@pytest.mark.parametrize("temperature", [0.07, 0.01])  # exp-shift path and log-sum-exp path
+def test_fused_specific_loss_matches_autograd_values_and_gradients(temperature):
+    torch.manual_seed(1)
+    s = [tuple(torch.randn(16, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
+         for _ in range(2)]
+    c = [tuple(torch.randn(16, 7, dtype=torch.float64) for _ in range(2)) for _ in range(2)]
+    with torch.no_grad():
+        s[0][0][3].zero_()  # a clamped norm (F.normalize's eps branch) on one row
+    out = SpecificLoss(lam=0.3, temperature=temperature)(s, c)
+    leaves = [t for pair in s for t in pair]
+    fused = torch.autograd.grad(out["loss"], leaves)
+    reference = _composed_specific(s, c, temperature, 0.3)
+    composed = torch.autograd.grad(reference, leaves)
+    assert out["loss"].item() == pytest.approx(reference.item(), rel=1e-12)
+    for got, want in zip(fused, composed):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert fused[0][3].abs().max() > 0  # the clamped row still gets its x / eps gradient
+
+
+def test_fused_specific_terms_broadcast_over_ensemble_members():
+    from disentangled_ssl.losses.fused import specific_terms
+
+    torch.manual_seed(2)
+    spec = torch.randn(2, 3, 2, 8, 4, dtype=torch.float64)  # (M, K, views, B, Ds)
+    codes = torch.randn(2, 2, 8, 6, dtype=torch.float64)  # (M, views, B, Dc)
+    nce, ortho = specific_terms(spec[:, :, 0], spec[:, :, 1], codes[:, None, 0],
+                                codes[:, None, 1], codes.flip(0)[:, None, 0],
+                                codes.flip(0)[:, None, 1], 0.1)
+    assert nce.shape == ortho.shape == (2, 3)
+    for m in range(2):
+        for k in range(3):
+            one_nce, one_ortho = specific_terms(spec[m, k, 0], spec[m, k, 1], codes[m, 0],
+                                                codes[m, 1], codes[1 - m, 0], codes[1 - m, 1],
+                                                0.1)
+            assert nce[m, k].item() == pytest.approx(one_nce.item(), rel=1e-12)
+            assert ortho[m, k].item() == pytest.approx(one_ortho.item(), rel=1e-12)
+
+
+def test_specific_loss_trains_shared_codes_that_require_grad():
+    # The fused node differentiates the specific codes only; shared codes that require
+    # gradients take the autograd path and get their gradient.
+    torch.manual_seed(3)
+    s = [tuple(torch.randn(6, 3, requires_grad=True) for _ in range(2)) for _ in range(2)]
+    c = [tuple(torch.randn(6, 4, requires_grad=True) for _ in range(2)) for _ in range(2)]
+    out = SpecificLoss(lam=0.5, temperature=0.1)(s, c)
+    grad = torch.autograd.grad(out["loss"], c[1][0])[0]
+    assert grad.abs().max() > 0
+    assert out["loss"].item() == pytest.approx(_composed_specific(s, c, 0.1, 0.5).item(),
+                                               rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])  # bounded logits (one exponential) / large ones
+def test_fused_info_nce_matches_cross_entropy_values_and_gradients(scale):
+    torch.manual_seed(4)
+    a = (scale * F.normalize(torch.randn(3, 12, 6, dtype=torch.float64), dim=-1)).requires_grad_()
+    b = (scale * F.normalize(torch.randn(3, 12, 6, dtype=torch.float64), dim=-1)).requires_grad_()
+    got = info_nce(a[1], b[1], 0.07)
+    logits = a[1] @ b[1].T / 0.07
+    target = torch.arange(12)
+    want = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    assert math.isfinite(want.item())
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    for g, w in zip(torch.autograd.grad(got, (a, b)), torch.autograd.grad(want, (a, b))):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+    # leading dimensions: one value per index
+    from disentangled_ssl.losses.fused import info_nce as batched
+
+    per_member = batched(a, b, 0.07)
+    assert per_member.shape == (3,)
+    assert per_member[1].item() == pytest.approx(got.item(), rel=1e-12)

@@ -55,6 +55,8 @@ from sklearn.base import clone
 from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.losses.fused import info_nce as fused_info_nce
+from disentangled_ssl.losses.fused import specific_terms
 from disentangled_ssl.methods import (
     SharedObjective,
     SpecificObjective,
@@ -198,12 +200,7 @@ def batched_info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
     Member k's value is ``info_nce(a[k], b[k], temperature)``: the mean of the a→b and b→a
     cross-entropies of the logits ``a b^T / temperature`` with the diagonal as targets.
     """
-    logits = torch.matmul(a, b.transpose(-2, -1)) / temperature
-    # log_softmax over the last dim of the transposed logits (not over dim -2): the same
-    # kernel, so the same rounding, as cross_entropy(logits.T) in the single-model loss.
-    a_to_b = logits.log_softmax(-1).diagonal(0, -2, -1).mean(-1)
-    b_to_a = logits.transpose(-2, -1).log_softmax(-1).diagonal(0, -2, -1).mean(-1)
-    return -0.5 * (a_to_b + b_to_a)
+    return fused_info_nce(a, b, temperature)
 
 
 def batched_orthogonality(specific: Tensor, shared: Tensor) -> Tensor:
@@ -368,22 +365,27 @@ class SpecificEnsembleObjective(nn.Module):
             specific.append((spec[:, :batch], spec[:, batch:]))
             shared.append((codes[:batch], codes[batch:]))
         n_mod = len(xs)
-        nce = ortho = None
-        for i in range(n_mod):
-            others = [shared[j] for j in range(n_mod) if j != i]
-            other_a = torch.stack([o[0] for o in others]).mean(0) if n_mod > 2 else others[0][0]
-            other_b = torch.stack([o[1] for o in others]).mean(0) if n_mod > 2 else others[0][1]
-            spec_a, spec_b = specific[i]
-            joint_a = F.normalize(torch.cat([spec_a, other_a.expand(*spec_a.shape[:-1], -1)],
-                                            dim=-1), dim=-1)
-            joint_b = F.normalize(torch.cat([spec_b, other_b.expand(*spec_b.shape[:-1], -1)],
-                                            dim=-1), dim=-1)
-            term_nce = batched_info_nce(joint_a, joint_b, self.temperature)
-            term_ortho = 0.5 * (batched_orthogonality(spec_a, shared[i][0])
-                                + batched_orthogonality(spec_b, shared[i][1]))
-            nce = term_nce if nce is None else nce + term_nce
-            ortho = term_ortho if ortho is None else ortho + term_ortho
-        assert nce is not None and ortho is not None
+        other = [
+            tuple(torch.stack([shared[j][v] for j in range(n_mod) if j != i]).mean(0)
+                  if n_mod > 2 else shared[1 - i][v] for v in (0, 1))
+            for i in range(n_mod)
+        ]
+        if all(s.shape == specific[0][0].shape for pair in specific for s in pair) and all(
+                c.shape == shared[0][0].shape for pair in (*shared, *other) for c in pair):
+            # (M, K, B, Ds) specific codes against (M, 1, B, Dc) frozen codes: one fused call.
+            nce, ortho = specific_terms(
+                *(torch.stack([specific[i][v] for i in range(n_mod)]) for v in (0, 1)),
+                *(torch.stack([group[i][v] for i in range(n_mod)]).unsqueeze(1)
+                  for group in (shared, other) for v in (0, 1)),
+                self.temperature,
+            )
+            nce, ortho = nce.sum(0), ortho.sum(0)
+        else:
+            terms = [specific_terms(specific[i][0], specific[i][1], shared[i][0], shared[i][1],
+                                    other[i][0], other[i][1], self.temperature)
+                     for i in range(n_mod)]
+            nce = torch.stack([t[0] for t in terms]).sum(0)
+            ortho = torch.stack([t[1] for t in terms]).sum(0)
         return _member_terms({"loss": nce + self.lam * ortho, "infonce": nce,
                               "orthogonality": ortho})
 
