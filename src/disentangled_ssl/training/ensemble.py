@@ -16,9 +16,9 @@ augmented views and the same vMF noise: the ensemble draws them once per step, i
 single run does, and gives them to every member. Each member's loss is computed as in the
 single run; the ensemble's loss is their SUM, and as members share no parameters each member's
 gradient is exactly its own loss's gradient; Adam is elementwise, so each member's update is the
-one its own run makes. The batched kernels are chosen to round like the unbatched ones (e.g.
-the b→a cross-entropy takes the log-softmax of the transposed logits, as ``cross_entropy(
-logits.T)`` does); batched matrix products may still round differently in the last bit, so a
+one its own run makes. The losses are the very nodes a single run uses
+(:mod:`disentangled_ssl.losses.fused`, broadcast over the members); batched matrix products
+may still round differently in the last bit, so a
 member equals its one-by-one run to float tolerance, not always bit for bit: after an epoch of
 the paper's setting the weights agree to ~1e-7 relative (Frobenius), and single weights whose
 gradient is ~0 may differ by up to one Adam step (~lr), as Adam normalises rounding noise
