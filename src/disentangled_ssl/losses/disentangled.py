@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.losses.functional import _world, alignment, info_nce, orthogonality
-from disentangled_ssl.losses.fused import specific_terms
+from disentangled_ssl.losses.fused import other_codes, specific_terms_summed
 
 
 def _check_dial(name: str, value: float) -> float:
@@ -99,34 +99,14 @@ class SpecificLoss(nn.Module):
         n_mod = len(specific)
         if n_mod < 2 or len(shared) != n_mod:
             raise DSSLError("SpecificLoss needs specific and shared views for >= 2 modalities")
-        # With M > 2 modalities the "other" shared code is the mean of the others' codes.
-        other = [
-            tuple(torch.stack([shared[j][v] for j in range(n_mod) if j != i]).mean(0)
-                  if n_mod > 2 else shared[1 - i][v] for v in (0, 1))
-            for i in range(n_mod)
-        ]
-        codes = [t for pair in shared for t in pair]
-        if (self.gather and _world()[1] > 1) or any(t.requires_grad for t in codes):
-            return self._composed(specific, shared, other)
-        if all(s.shape == specific[0][0].shape for pair in specific for s in pair) and all(
-                c.shape == codes[0].shape for c in codes):
-            # One fused call for all modalities, stacked on a leading dimension.
-            nce, ortho = specific_terms(
-                *(torch.stack([group[i][v] for i in range(n_mod)])
-                  for group in (specific, shared, other) for v in (0, 1)),
-                self.temperature,
-            )
-            nce, ortho = nce.sum(), ortho.sum()
-        else:
-            terms = [specific_terms(specific[i][0], specific[i][1], shared[i][0], shared[i][1],
-                                    other[i][0], other[i][1], self.temperature)
-                     for i in range(n_mod)]
-            nce = torch.stack([t[0] for t in terms]).sum()
-            ortho = torch.stack([t[1] for t in terms]).sum()
+        if (self.gather and _world()[1] > 1) or any(
+                c.requires_grad for pair in shared for c in pair):
+            return self._composed(specific, shared, other_codes(shared))
+        nce, ortho = specific_terms_summed(specific, shared, self.temperature)
         return {"loss": nce + self.lam * ortho, "infonce": nce, "orthogonality": ortho}
 
     def _composed(self, specific: list[tuple[Tensor, Tensor]],
-                  shared: list[tuple[Tensor, Tensor]], other: list[tuple[Tensor, ...]]
+                  shared: list[tuple[Tensor, Tensor]], other: list[tuple[Tensor, Tensor]]
                   ) -> dict[str, Tensor]:
         """The same terms through autograd: needed when the InfoNCE negatives and the
         cross-correlation are gathered across processes, or when the shared codes are

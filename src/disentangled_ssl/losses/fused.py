@@ -28,6 +28,8 @@ relative; ``tests/test_losses.py``), including ``F.normalize``'s clamp of tiny n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -48,12 +50,13 @@ def _log_sum_exps(logits: Tensor, shift: Tensor | float | None
         lse_row, lse_col = logits.logsumexp(-1), logits.logsumexp(-2)
         probs = (logits - lse_row.unsqueeze(-1)).exp_()
         return lse_row, lse_col, probs.add_((logits - lse_col.unsqueeze(-2)).exp_())
-    if isinstance(shift, Tensor):
-        shift = shift.unsqueeze(-1)
-    shifted = (logits - (shift.unsqueeze(-1) if isinstance(shift, Tensor) else shift)).exp_()
+    # per leading index: (...,) -> (..., 1) against the row/column sums, (..., 1, 1) here
+    per_sum = shift.unsqueeze(-1) if isinstance(shift, Tensor) else shift
+    per_logit = per_sum.unsqueeze(-1) if isinstance(per_sum, Tensor) else per_sum
+    shifted = (logits - per_logit).exp_()
     row, col = shifted.sum(-1), shifted.sum(-2)
     probs = shifted.mul_(row.reciprocal().unsqueeze(-1) + col.reciprocal().unsqueeze(-2))
-    return row.log_().add_(shift), col.log_().add_(shift), probs
+    return row.log_().add_(per_sum), col.log_().add_(per_sum), probs
 
 
 def _norm_scale(norm: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -217,3 +220,50 @@ def specific_terms(spec_a: Tensor, spec_b: Tensor, own_a: Tensor, own_b: Tensor,
             return _SpecificTerms.apply(*tensors, float(temperature))
     return _SpecificTerms.apply(spec_a, spec_b, own_a, own_b, other_a, other_b,
                                 float(temperature))
+
+
+def other_codes(shared: Sequence[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tensor]]:
+    """Per modality i, the (view a, view b) shared codes of "the other modality": modality
+    1 - i for two modalities, the mean of the others' codes for more."""
+    n_mod = len(shared)
+    if n_mod == 2:
+        return [shared[1], shared[0]]
+    return [(torch.stack([shared[j][0] for j in range(n_mod) if j != i]).mean(0),
+             torch.stack([shared[j][1] for j in range(n_mod) if j != i]).mean(0))
+            for i in range(n_mod)]
+
+
+def specific_terms_summed(specific: Sequence[tuple[Tensor, Tensor]],
+                          shared: Sequence[tuple[Tensor, Tensor]], temperature: float
+                          ) -> tuple[Tensor, Tensor]:
+    """:func:`specific_terms` of every modality, summed over modalities.
+
+    Args:
+        specific: per modality, the (view a, view b) specific codes, (..., B, Ds) each (a
+            leading member dimension for ensembles).
+        shared: per modality, the (view a, view b) frozen shared codes, (B, Dc) or with the
+            same leading dimensions.
+        temperature: InfoNCE temperature.
+
+    Same-shaped modalities go through one call, stacked on a new leading dimension.
+    """
+    other = other_codes(shared)
+    n_mod = len(specific)
+    codes = [c for group in (shared, other) for pair in group for c in pair]
+    if all(s.shape == specific[0][0].shape for pair in specific for s in pair) and all(
+            c.shape == codes[0].shape for c in codes):
+        lead = specific[0][0].dim() - codes[0].dim()  # member dims the codes broadcast over
+
+        def stacked(group: Sequence[tuple[Tensor, Tensor]], v: int, extra: int) -> Tensor:
+            out = torch.stack([group[i][v] for i in range(n_mod)])
+            return out.reshape(out.shape[:1] + (1,) * extra + out.shape[1:])
+
+        nce, ortho = specific_terms(
+            stacked(specific, 0, 0), stacked(specific, 1, 0), stacked(shared, 0, lead),
+            stacked(shared, 1, lead), stacked(other, 0, lead), stacked(other, 1, lead),
+            temperature)
+        return nce.sum(0), ortho.sum(0)
+    terms = [specific_terms(specific[i][0], specific[i][1], shared[i][0], shared[i][1],
+                            other[i][0], other[i][1], temperature) for i in range(n_mod)]
+    return (torch.stack([t[0] for t in terms]).sum(0),
+            torch.stack([t[1] for t in terms]).sum(0))

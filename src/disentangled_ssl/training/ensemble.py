@@ -56,7 +56,7 @@ from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.losses.fused import info_nce as fused_info_nce
-from disentangled_ssl.losses.fused import specific_terms
+from disentangled_ssl.losses.fused import specific_terms_summed
 from disentangled_ssl.methods import (
     SharedObjective,
     SpecificObjective,
@@ -364,28 +364,7 @@ class SpecificEnsembleObjective(nn.Module):
             spec = self.encoders[i](inputs)  # (K, 2B, Ds)
             specific.append((spec[:, :batch], spec[:, batch:]))
             shared.append((codes[:batch], codes[batch:]))
-        n_mod = len(xs)
-        other = [
-            tuple(torch.stack([shared[j][v] for j in range(n_mod) if j != i]).mean(0)
-                  if n_mod > 2 else shared[1 - i][v] for v in (0, 1))
-            for i in range(n_mod)
-        ]
-        if all(s.shape == specific[0][0].shape for pair in specific for s in pair) and all(
-                c.shape == shared[0][0].shape for pair in (*shared, *other) for c in pair):
-            # (M, K, B, Ds) specific codes against (M, 1, B, Dc) frozen codes: one fused call.
-            nce, ortho = specific_terms(
-                *(torch.stack([specific[i][v] for i in range(n_mod)]) for v in (0, 1)),
-                *(torch.stack([group[i][v] for i in range(n_mod)]).unsqueeze(1)
-                  for group in (shared, other) for v in (0, 1)),
-                self.temperature,
-            )
-            nce, ortho = nce.sum(0), ortho.sum(0)
-        else:
-            terms = [specific_terms(specific[i][0], specific[i][1], shared[i][0], shared[i][1],
-                                    other[i][0], other[i][1], self.temperature)
-                     for i in range(n_mod)]
-            nce = torch.stack([t[0] for t in terms]).sum(0)
-            ortho = torch.stack([t[1] for t in terms]).sum(0)
+        nce, ortho = specific_terms_summed(specific, shared, self.temperature)
         return _member_terms({"loss": nce + self.lam * ortho, "infonce": nce,
                               "orthogonality": ortho})
 
