@@ -59,6 +59,16 @@ def _log_sum_exps(logits: Tensor, shift: Tensor | float | None
     return row.log_().add_(per_sum), col.log_().add_(per_sum), probs
 
 
+def _dot_grad(probs: Tensor, grad: Tensor, temperature: float) -> Tensor:
+    """Gradient of the symmetric InfoNCE w.r.t. the (..., B, B) dot products (logits · τ):
+    ``grad · (softmax_rows + softmax_cols - 2 I) / (2 B τ)``, from ``probs`` (the softmax sum
+    of :func:`_log_sum_exps`) and the upstream gradient ``grad`` of shape (...)."""
+    scale = (grad / (2.0 * probs.shape[-1] * temperature)).unsqueeze(-1).unsqueeze(-1)
+    h = probs * scale
+    h.diagonal(0, -2, -1).sub_(2.0 * scale.squeeze(-1))
+    return h
+
+
 def _norm_scale(norm: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """``(max(norm, eps), norm >= eps)``: the divisor of F.normalize and where its gradient
     goes through the norm (else the divisor is the constant eps)."""
@@ -120,11 +130,7 @@ class _SpecificTerms(torch.autograd.Function):
         (spec_a, spec_b, ra, rb, ra_on, rb_on, logits, probs, unit_a, unit_b, na, nb,
          na_on, nb_on, own_a, own_b, cross_a, cross_b, fro_a, fro_b) = ctx.saved_tensors
         eps, temperature = _EPS, ctx.temperature
-        batch = logits.shape[-1]
-        # d nce / d logits = (softmax_rows + softmax_cols - 2 I) / (2B); logits = <ja, jb> / τ.
-        scale = (g_nce / (2.0 * batch * temperature)).unsqueeze(-1).unsqueeze(-1)
-        h = probs * scale
-        h.diagonal(0, -2, -1).sub_(2.0 * scale.squeeze(-1))
+        h = _dot_grad(probs, g_nce, temperature)  # logits = <ja, jb> / τ
         hl = h * logits
         # <ja_i, d ja_i> = Σ_k H_ik <ja_i, jb_k> = τ Σ_k H_ik L_ik (and likewise for jb).
         radial_a = hl.sum(-1).mul_(temperature).unsqueeze(-1)
@@ -162,10 +168,7 @@ class _InfoNCE(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         a, b, probs = ctx.saved_tensors
-        # d loss / d logits = (softmax_rows + softmax_cols - 2 I) / (2B); logits = a bᵀ / τ.
-        scale = (grad / (2.0 * probs.shape[-1] * ctx.temperature)).unsqueeze(-1).unsqueeze(-1)
-        h = probs * scale
-        h.diagonal(0, -2, -1).sub_(2.0 * scale.squeeze(-1))
+        h = _dot_grad(probs, grad, ctx.temperature)  # logits = a bᵀ / τ
         grad_a = torch.matmul(h, b) if ctx.needs_input_grad[0] else None
         grad_b = torch.matmul(h.transpose(-2, -1), a) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b, None, None
