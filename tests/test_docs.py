@@ -1,0 +1,38 @@
+"""The README's Python example works when copy-pasted: run it verbatim and check what it prints
+and writes (a new user's first contact with the library must not rot)."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch):
+    blocks = _python_blocks(README.read_text())
+    assert blocks, "README.md has no ```python block"
+    code = blocks[0]
+    monkeypatch.chdir(tmp_path)  # model.save("my_model") writes into the working directory
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    # What the example's comments promise.
+    assert lines[0] == "(4000, 100) (4000, 100)"
+    shared, specific1 = (ast.literal_eval(line) for line in lines[1:3])
+    assert set(shared) == set(specific1) == {"y1", "yc", "y2"}
+    # Shared code predicts the shared label better than either private one; the specific code
+    # of modality 1 predicts y1 and carries nothing of modality 2's private label.
+    assert shared["yc"] > max(shared["y1"], shared["y2"]) + 0.05, shared
+    assert specific1["y1"] > specific1["yc"] + 0.05, specific1
+    assert abs(specific1["y2"] - 0.5) < 0.05, specific1
+    assert (tmp_path / "my_model" / "config.json").is_file()
+    assert (tmp_path / "my_model" / "model.safetensors").is_file()
