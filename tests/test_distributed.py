@@ -146,6 +146,7 @@ def test_single_process_context_without_torchrun(monkeypatch):
         init_distributed(device="cpu")
 
 
+@pytest.mark.filterwarnings("ignore::disentangled_ssl.PerformanceWarning")  # AVX2 hosts
 def test_bf16_autocast_trains_on_cpu():
     torch.manual_seed(0)
     model = MultimodalModel([12, 10], shared_dim=6, specific_dim=5, hidden_dim=16)

@@ -156,6 +156,7 @@ def test_unknown_param_is_rejected():
         DisentangledSSL(betta=1.0)
 
 
+@pytest.mark.filterwarnings("ignore::disentangled_ssl.PerformanceWarning")  # AVX2 hosts
 def test_bf16_trains_in_mixed_precision_with_float32_weights(small_data, fitted, tmp_path):
     est = _est(bf16=True).fit(small_data.x1, small_data.x2)
     assert all(p.dtype == torch.float32 for p in est.model_.parameters())

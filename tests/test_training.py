@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
-from disentangled_ssl import DSSLError, TrainingDivergedError
+from disentangled_ssl import DSSLError, PerformanceWarning, TrainingDivergedError
 from disentangled_ssl.training import Stage, TrainConfig, train_stage
 
 
@@ -101,3 +103,34 @@ def test_resume_from_epoch_state_is_bit_identical():
     assert len(history) == 4
     assert torch.equal(resumed.net.weight, full.net.weight)
     assert torch.equal(resumed.net.bias, full.net.bias)
+
+
+def _bf16_run(monkeypatch, *, native: bool, machine: str = "x86_64", bf16: bool = True) -> list:
+    from disentangled_ssl.training import loop
+
+    monkeypatch.setattr(loop.platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    obj = _Quadratic()
+    stage = Stage("fit", obj, trainable=[obj.net], epochs=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_stage(stage, _data(), TrainConfig(batch_size=16, progress=False, bf16=bf16))
+    return [w for w in caught if issubclass(w.category, PerformanceWarning)]
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_that_it_is_slow(monkeypatch):
+    caught = _bf16_run(monkeypatch, native=False)
+    assert len(caught) == 1
+    assert str(caught[0].message) == (
+        "bf16=True but this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): bfloat16 is "
+        "emulated there and training runs several times slower than float32; leave bf16 off "
+        "on this device"
+    )
+    assert caught[0].filename == __file__  # points at the caller of train_stage
+
+
+def test_bf16_with_bf16_instructions_or_off_or_unknown_cpu_does_not_warn(monkeypatch):
+    assert _bf16_run(monkeypatch, native=True) == []
+    assert _bf16_run(monkeypatch, native=False, bf16=False) == []
+    assert _bf16_run(monkeypatch, native=False, machine="aarch64") == []  # no check there

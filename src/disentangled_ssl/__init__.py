@@ -4,7 +4,7 @@ Implements DisentangledSSL (Wang et al., "An Information Criterion for Controlle
 Disentanglement of Multimodal Data", ICLR 2025, arXiv 2410.23996).
 """
 
-from disentangled_ssl._errors import DSSLError, TrainingDivergedError
+from disentangled_ssl._errors import DSSLError, PerformanceWarning, TrainingDivergedError
 from disentangled_ssl._version import __version__
 from disentangled_ssl.data import PairedData, make_synthetic
 from disentangled_ssl.estimator import DisentangledSSL, Embeddings
@@ -15,6 +15,7 @@ __all__ = [
     "DisentangledSSL",
     "Embeddings",
     "PairedData",
+    "PerformanceWarning",
     "TrainingDivergedError",
     "__version__",
     "linear_probe",

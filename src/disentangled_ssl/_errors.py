@@ -14,3 +14,7 @@ class DSSLError(ValueError):
 
 class TrainingDivergedError(RuntimeError):
     """A loss term became NaN or infinite during training."""
+
+
+class PerformanceWarning(UserWarning):
+    """A setting that works but makes training much slower on this hardware."""
