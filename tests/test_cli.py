@@ -93,3 +93,23 @@ def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "disentangled_ssl.cli", "--version"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.startswith("dssl ")
+
+
+def test_fit_bf16_on_a_cpu_without_bf16_prints_one_warning_line(workdir, tmp_path, capsys,
+                                                                monkeypatch):
+    import torch
+
+    from disentangled_ssl.training import loop
+
+    monkeypatch.setattr(loop.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert main(["fit", "--data", str(workdir / "data.npz"), "--out", str(tmp_path / "m"),
+                 "--hidden-dim", "16", "--bf16", *TINY]) == 0
+    err = capsys.readouterr().err.splitlines()
+    # Both stages train in bf16; the warning is printed once, without a source location.
+    assert [line for line in err if "warning" in line.lower()] == [
+        "dssl: warning: bf16=True but this CPU has no bfloat16 instructions (AVX512-BF16 or "
+        "AMX): bfloat16 is emulated there and training runs several times slower than float32; "
+        "leave bf16 off on this device"
+    ]

@@ -10,12 +10,14 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
-from disentangled_ssl._errors import DSSLError, TrainingDivergedError
+from disentangled_ssl._errors import DSSLError, PerformanceWarning, TrainingDivergedError
 from disentangled_ssl._version import __version__
 
 EXIT_USAGE = 2
@@ -314,12 +316,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+    """Library warnings as one ``dssl: warning: ...`` line (no source location)."""
+    print(f"dssl: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dssl``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("once", PerformanceWarning)
+            warnings.showwarning = _show_warning
+            return int(args.func(args))
     # OSError: unwritable or clashing output paths, full disks (FileNotFoundError and
     # PermissionError included).
     except (DSSLError, TrainingDivergedError, OSError) as exc:
