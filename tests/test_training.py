@@ -134,3 +134,15 @@ def test_bf16_with_bf16_instructions_or_off_or_unknown_cpu_does_not_warn(monkeyp
     assert _bf16_run(monkeypatch, native=True) == []
     assert _bf16_run(monkeypatch, native=False, bf16=False) == []
     assert _bf16_run(monkeypatch, native=False, machine="aarch64") == []  # no check there
+
+
+def test_bf16_emulated_names_a_gpu_without_native_bf16(monkeypatch):
+    from disentangled_ssl.training.loop import bf16_emulated
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation)
+    assert bf16_emulated(torch.device("cuda", 0)) == (
+        "GPU 'Tesla V100' has no native bfloat16 support")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert bf16_emulated(torch.device("cuda", 0)) is None
