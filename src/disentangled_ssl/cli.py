@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -316,10 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: TextIO | None = None, line: str | None = None) -> None:
-    """Library warnings as one ``dssl: warning: ...`` line (no source location)."""
-    print(f"dssl: warning: {message}", file=sys.stderr if file is None else file)
+def _warning_printer() -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints each distinct library warning once, as one
+    ``dssl: warning: ...`` line (no source location)."""
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            print(f"dssl: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,8 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("once", PerformanceWarning)
-            warnings.showwarning = _show_warning
+            warnings.simplefilter("always", PerformanceWarning)  # deduplicated per run
+            warnings.showwarning = _warning_printer()
             return int(args.func(args))
     # OSError: unwritable or clashing output paths, full disks (FileNotFoundError and
     # PermissionError included).
