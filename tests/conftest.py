@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from disentangled_ssl import make_synthetic
 
@@ -16,3 +17,17 @@ def small_data():
 @pytest.fixture()
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture()
+def x86_cpu(monkeypatch):
+    """Make the training loop see an x86 CPU; call the result with whether it has bf16
+    instructions (AVX512-BF16; AMX is reported absent)."""
+    from disentangled_ssl.training import loop
+
+    def fake(bf16_instructions: bool) -> None:
+        monkeypatch.setattr(loop.platform, "machine", lambda: "x86_64")
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16_instructions)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+    return fake

@@ -96,14 +96,8 @@ def test_console_script_runs():
 
 
 def test_fit_bf16_on_a_cpu_without_bf16_prints_one_warning_line(workdir, tmp_path, capsys,
-                                                                monkeypatch):
-    import torch
-
-    from disentangled_ssl.training import loop
-
-    monkeypatch.setattr(loop.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+                                                                x86_cpu):
+    x86_cpu(bf16_instructions=False)
     assert main(["fit", "--data", str(workdir / "data.npz"), "--out", str(tmp_path / "m"),
                  "--hidden-dim", "16", "--bf16", *TINY]) == 0
     err = capsys.readouterr().err.splitlines()

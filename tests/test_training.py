@@ -105,12 +105,12 @@ def test_resume_from_epoch_state_is_bit_identical():
     assert torch.equal(resumed.net.bias, full.net.bias)
 
 
-def _bf16_run(monkeypatch, *, native: bool, machine: str = "x86_64", bf16: bool = True) -> list:
+def _bf16_run(x86_cpu, monkeypatch, *, native: bool, machine: str = "x86_64",
+              bf16: bool = True) -> list:
     from disentangled_ssl.training import loop
 
+    x86_cpu(bf16_instructions=native)
     monkeypatch.setattr(loop.platform, "machine", lambda: machine)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     obj = _Quadratic()
     stage = Stage("fit", obj, trainable=[obj.net], epochs=1)
     with warnings.catch_warnings(record=True) as caught:
@@ -119,8 +119,8 @@ def _bf16_run(monkeypatch, *, native: bool, machine: str = "x86_64", bf16: bool 
     return [w for w in caught if issubclass(w.category, PerformanceWarning)]
 
 
-def test_bf16_on_a_cpu_without_bf16_instructions_warns_that_it_is_slow(monkeypatch):
-    caught = _bf16_run(monkeypatch, native=False)
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_that_it_is_slow(x86_cpu, monkeypatch):
+    caught = _bf16_run(x86_cpu, monkeypatch, native=False)
     assert len(caught) == 1
     assert str(caught[0].message) == (
         "bf16=True but this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): bfloat16 is "
@@ -130,10 +130,10 @@ def test_bf16_on_a_cpu_without_bf16_instructions_warns_that_it_is_slow(monkeypat
     assert caught[0].filename == __file__  # points at the caller of train_stage
 
 
-def test_bf16_with_bf16_instructions_or_off_or_unknown_cpu_does_not_warn(monkeypatch):
-    assert _bf16_run(monkeypatch, native=True) == []
-    assert _bf16_run(monkeypatch, native=False, bf16=False) == []
-    assert _bf16_run(monkeypatch, native=False, machine="aarch64") == []  # no check there
+def test_bf16_with_bf16_instructions_or_off_or_unknown_cpu_does_not_warn(x86_cpu, monkeypatch):
+    assert _bf16_run(x86_cpu, monkeypatch, native=True) == []
+    assert _bf16_run(x86_cpu, monkeypatch, native=False, bf16=False) == []
+    assert _bf16_run(x86_cpu, monkeypatch, native=False, machine="aarch64") == []  # no check
 
 
 def test_bf16_emulated_names_a_gpu_without_native_bf16(monkeypatch):
