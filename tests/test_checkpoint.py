@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-import disentangled_ssl.estimator as estimator_module
+import disentangled_ssl.estimator.estimator as estimator_module
 import disentangled_ssl.training.checkpoint as ckpt
 from disentangled_ssl import DisentangledSSL, make_synthetic
 from disentangled_ssl._errors import DSSLError, TrainingDivergedError
 from disentangled_ssl.cli import main
 from disentangled_ssl.data.io import save_paired
-from disentangled_ssl.methods import SpecificObjective
+from disentangled_ssl.methods.dssl import SpecificObjective
 from disentangled_ssl.training.checkpoint import (
     Checkpoint,
     checkpoint_path,

@@ -17,8 +17,9 @@ import torch.multiprocessing as mp
 
 from disentangled_ssl.data.augment import VectorAugment
 from disentangled_ssl.losses import SharedLoss, SpecificLoss
-from disentangled_ssl.methods import SharedObjective, SpecificObjective, disentangled_ssl_stages
-from disentangled_ssl.models import MultimodalModel
+from disentangled_ssl.methods import MethodSettings
+from disentangled_ssl.methods.dssl import SharedObjective, SpecificObjective, build_stages
+from disentangled_ssl.nn.model import MultimodalModel
 from disentangled_ssl.training import Stage, TrainConfig, train_stage
 from disentangled_ssl.training.distributed import (
     DistributedContext,
@@ -38,15 +39,17 @@ def _data() -> list[torch.Tensor]:
             torch.randn(ROWS, 10, generator=g, dtype=torch.float64)]
 
 
-def _stages() -> tuple[MultimodalModel, list[Stage]]:
+def _stages(gather: bool = False) -> tuple[MultimodalModel, list[Stage]]:
     """Both DisentangledSSL stages, deterministic (no augmentation, no vMF noise) so that a
-    data-parallel run and a single-process run see the same numbers."""
+    data-parallel run and a single-process run see the same numbers; ``gather`` builds the
+    losses in their global-batch form."""
     torch.manual_seed(0)
     model = MultimodalModel([12, 10], shared_dim=6, specific_dim=5, hidden_dim=16).double()
     augment = VectorAugment(enabled=False)
-    shared = Stage("shared", SharedObjective(model, augment, SharedLoss(beta=1.0), kappa=None),
+    shared = Stage("shared", SharedObjective(model, augment, SharedLoss(beta=1.0, gather=gather),
+                                             kappa=None),
                    trainable=[model.shared], epochs=2)
-    specific = Stage("specific", SpecificObjective(model, augment, SpecificLoss(lam=2.0)),
+    specific = Stage("specific", SpecificObjective(model, augment, SpecificLoss(lam=2.0, gather=gather)),
                      trainable=[model.specific], frozen=[model.shared], epochs=2)
     return model, [shared, specific]
 
@@ -85,7 +88,8 @@ def _worker(rank: int, rendezvous: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=WORLD)
     try:
         ctx = DistributedContext(rank, WORLD, rank, torch.device("cpu"))
-        result = _run(_stages(), _data(), lambda stage: distributed_stage(stage, ctx))
+        result = _run(_stages(gather=True), _data(),
+                      lambda stage: distributed_stage(stage, ctx))
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -150,8 +154,8 @@ def test_single_process_context_without_torchrun(monkeypatch):
 def test_bf16_autocast_trains_on_cpu():
     torch.manual_seed(0)
     model = MultimodalModel([12, 10], shared_dim=6, specific_dim=5, hidden_dim=16)
-    stages = disentangled_ssl_stages(model, VectorAugment(), beta=1.0, lam=1.0, kappa=100.0,
-                                     temperature=0.07, shared_epochs=2, specific_epochs=1)
+    stages = build_stages(model, VectorAugment(), MethodSettings(
+        beta=1.0, lam=1.0, kappa=100.0, shared_epochs=2, specific_epochs=1))
     before = model.shared[0].net[0].weight.detach().clone()
     config = TrainConfig(batch_size=GLOBAL_BATCH, lr=1e-2, progress=False, bf16=True)
     data = [x.float() for x in _data()]

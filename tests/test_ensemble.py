@@ -9,17 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from disentangled_ssl import DisentangledSSL, DSSLError
-from disentangled_ssl.losses import info_nce, orthogonality
+from disentangled_ssl.estimator import fit_shared_grid, fit_specific_grid
+from disentangled_ssl.losses import alignment, info_nce
+from disentangled_ssl.losses.fused import info_nce as fused_info_nce
 from disentangled_ssl.methods import posterior_samples
 from disentangled_ssl.nn.encoders import MLP
 from disentangled_ssl.nn.vmf import VonMisesFisher
-from disentangled_ssl.training.ensemble import (
-    BatchedMLP,
-    batched_info_nce,
-    batched_orthogonality,
-    fit_shared_grid,
-    fit_specific_grid,
-)
+from disentangled_ssl.training.ensemble import BatchedMLP
 
 SMALL = {"hidden_dim": 32, "shared_dim": 8, "specific_dim": 8, "batch_size": 64,
          "shared_epochs": 3, "specific_epochs": 2, "random_state": 3, "device": "cpu",
@@ -81,15 +77,22 @@ def test_one_noise_draw_gives_every_member_its_own_vmf_sample():
     assert (batched[0] - F.normalize(embeddings[0], dim=-1)).abs().max() > 1e-3  # noisy
 
 
-def test_batched_losses_equal_the_functional_ones():
+def test_member_losses_broadcast_over_the_ensemble_dimension():
+    """The ensemble's per-member InfoNCE and alignment equal the reference equations on each
+    member alone (cross-entropy of the logits, mean cosine), not merely another call of the
+    same node."""
     torch.manual_seed(0)
-    a, b = F.normalize(torch.randn(2, 2, 16, 5), dim=-1)
-    shared = torch.randn(16, 4)
-    nce = batched_info_nce(a, b, 0.07)
-    ortho = batched_orthogonality(a, shared)
+    a, b = F.normalize(torch.randn(2, 2, 16, 5, dtype=torch.float64), dim=-1)
+    nce = fused_info_nce(a, b, 0.07)
+    align = alignment(a, b)
+    targets = torch.arange(16)
     for k in range(2):
-        torch.testing.assert_close(nce[k], info_nce(a[k], b[k], 0.07), rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(ortho[k], orthogonality(a[k], shared), rtol=1e-6, atol=1e-6)
+        logits = a[k] @ b[k].T / 0.07
+        reference = 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+        torch.testing.assert_close(nce[k], reference, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(nce[k], info_nce(a[k], b[k], 0.07), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(align[k], -(a[k] * b[k]).sum(-1).mean(), rtol=1e-10,
+                                   atol=1e-12)
 
 
 @pytest.fixture(scope="module")

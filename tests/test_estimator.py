@@ -104,6 +104,13 @@ def test_load_rejects_other_version_and_tampered_weights(tmp_path, fitted):
         DisentangledSSL.load(path)
     path2 = fitted.save(tmp_path / "m2")
     (path2 / "model.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(DSSLError, match=r"model.safetensors is damaged or not the file this "
+                       r"model saved: its SHA-256 differs from the one recorded in .*config.json"):
+        DisentangledSSL.load(path2)
+    # Without a recorded digest (an older save), the file itself is still checked.
+    cfg2 = json.loads((path2 / "config.json").read_text())
+    del cfg2["weights_sha256"]
+    (path2 / "config.json").write_text(json.dumps(cfg2))
     with pytest.raises(DSSLError, match="is not a readable safetensors file"):
         DisentangledSSL.load(path2)
 

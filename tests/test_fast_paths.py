@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from disentangled_ssl.data.augment import VectorAugment, augment_vectors
-from disentangled_ssl.methods import augment_each, posterior_samples, two_views
+from disentangled_ssl.methods.base import augment_each, posterior_samples, two_views
 from disentangled_ssl.nn.vmf import (
     VonMisesFisher,
     normalized_vmf_sample,

@@ -65,7 +65,14 @@ def augment_vectors(
 
 
 class VectorAugment(nn.Module):
-    """Module form of :func:`augment_vectors` (identity when ``enabled`` is False)."""
+    """Module form of :func:`augment_vectors` (identity when ``enabled`` is False).
+
+    ``rowwise = True``: every row is augmented independently of the others, so one call on
+    stacked batches equals separate calls in distribution (objectives use this to batch
+    several views into one call).
+    """
+
+    rowwise = True
 
     def __init__(self, noise_std: float = 0.01, drop_fraction: float = 0.1, enabled: bool = True):
         super().__init__()

@@ -3,23 +3,14 @@ Disentanglement of Multimodal Data", ICLR 2025, arXiv 2410.23996)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.losses.functional import _world, alignment, info_nce, orthogonality
+from disentangled_ssl.losses._checks import check_dial, check_temperature
+from disentangled_ssl.losses.functional import alignment, info_nce, orthogonality, world
 from disentangled_ssl.losses.fused import other_codes, specific_terms_summed
-
-
-def _check_dial(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DSSLError(f"{name} must be a finite number >= 0, got {value!r}")
-    if value < 0:
-        raise DSSLError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
 
 
 class SharedLoss(nn.Module):
@@ -33,7 +24,7 @@ class SharedLoss(nn.Module):
         beta: weight of the alignment term (the trade-off dial; 0 gives CLIP on vMF samples).
         temperature: InfoNCE temperature.
         gather: under torch.distributed, take the InfoNCE negatives from every process's
-            batch (set by :func:`disentangled_ssl.training.distributed.distributed_stage`).
+            batch (data-parallel training; no effect in a single process).
 
     Example:
         >>> import torch
@@ -43,13 +34,12 @@ class SharedLoss(nn.Module):
         ['alignment', 'infonce', 'loss']
     """
 
-    def __init__(self, beta: float = 1.0, temperature: float = 0.07) -> None:
+    def __init__(self, beta: float = 1.0, temperature: float = 0.07, *,
+                 gather: bool = False) -> None:
         super().__init__()
-        self.beta = _check_dial("beta", beta)
-        if not (temperature > 0 and math.isfinite(temperature)):
-            raise DSSLError(f"temperature must be positive and finite, got {temperature!r}")
-        self.temperature = float(temperature)
-        self.gather = False
+        self.beta = check_dial("beta", beta)
+        self.temperature = check_temperature(temperature)
+        self.gather = bool(gather)
 
     def forward(self, z1: Tensor, z2: Tensor, e1: Tensor, e2: Tensor) -> dict[str, Tensor]:
         """z1, z2: (B, D) unit-norm vMF samples; e1, e2: (B, D) encoder outputs (mean
@@ -73,17 +63,15 @@ class SpecificLoss(nn.Module):
         lam: weight of the orthogonality penalty (the dial).
         temperature: InfoNCE temperature.
         gather: under torch.distributed, compute both terms over the global batch (negatives
-            and cross-correlation from every process; set by
-            :func:`disentangled_ssl.training.distributed.distributed_stage`).
+            and cross-correlation from every process; no effect in a single process).
     """
 
-    def __init__(self, lam: float = 1.0, temperature: float = 0.07) -> None:
+    def __init__(self, lam: float = 1.0, temperature: float = 0.07, *,
+                 gather: bool = False) -> None:
         super().__init__()
-        self.lam = _check_dial("lam", lam)
-        if not (temperature > 0 and math.isfinite(temperature)):
-            raise DSSLError(f"temperature must be positive and finite, got {temperature!r}")
-        self.temperature = float(temperature)
-        self.gather = False
+        self.lam = check_dial("lam", lam)
+        self.temperature = check_temperature(temperature)
+        self.gather = bool(gather)
 
     def forward(
         self,
@@ -99,7 +87,7 @@ class SpecificLoss(nn.Module):
         n_mod = len(specific)
         if n_mod < 2 or len(shared) != n_mod:
             raise DSSLError("SpecificLoss needs specific and shared views for >= 2 modalities")
-        if (self.gather and _world()[1] > 1) or any(
+        if (self.gather and world()[1] > 1) or any(
                 c.requires_grad for pair in shared for c in pair):
             return self._composed(specific, shared, other_codes(shared))
         nce, ortho = specific_terms_summed(specific, shared, self.temperature)

@@ -15,7 +15,7 @@ from torch import Tensor
 from disentangled_ssl.losses import fused
 
 
-def _world() -> tuple[int, int]:
+def world() -> tuple[int, int]:
     """(rank, world size) of the initialised torch.distributed group, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -28,7 +28,7 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        rank, world = _world()
+        rank, world = world()
         parts = [torch.empty_like(x) for _ in range(world)]
         torch.distributed.all_gather(parts, x.contiguous())
         ctx.rows = (rank * x.shape[0], (rank + 1) * x.shape[0])
@@ -79,7 +79,7 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.07, *, gather: bool = 
     Returns:
         Scalar tensor.
     """
-    rank, world = _world() if gather else (0, 1)
+    rank, world = world() if gather else (0, 1)
     if world > 1:
         a_all, b_all = _GatherRows.apply(a), _GatherRows.apply(b)
         target = torch.arange(a.shape[0], device=a.device) + rank * a.shape[0]
@@ -91,12 +91,13 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.07, *, gather: bool = 
 
 
 def alignment(e1: Tensor, e2: Tensor) -> Tensor:
-    """Negative mean cosine between paired rows: -mean_i cos(e1_i, e2_i).
+    """Negative mean cosine between paired rows: -mean_i cos(e1_i, e2_i); (..., B, D) inputs
+    give (...) values (one per leading index, e.g. ensemble member).
 
     With a fixed vMF concentration, the KL between the two modalities' vMF posteriors is an
     affine function of this term; the authors use it as the surrogate of I(Z; X1 | X2).
     """
-    return -F.cosine_similarity(e1, e2, dim=-1, eps=1e-12).mean()
+    return -F.cosine_similarity(e1, e2, dim=-1, eps=1e-12).mean(-1)
 
 
 def orthogonality(specific: Tensor, shared: Tensor, *, gather: bool = False) -> Tensor:
@@ -114,7 +115,7 @@ def orthogonality(specific: Tensor, shared: Tensor, *, gather: bool = False) -> 
         orthogonal (over the batch) to every shared dimension.
     """
     cross = F.normalize(specific, dim=-1).T @ F.normalize(shared, dim=-1)
-    if gather and _world()[1] > 1:
+    if gather and world()[1] > 1:
         cross = _SumOverProcesses.apply(cross)
     return torch.linalg.matrix_norm(cross)
 

@@ -5,7 +5,7 @@ processes walk through the same shuffled *global* batches; process r trains on r
 ``[r·B, (r+1)·B)`` of each global batch of ``W·B`` rows (W processes, ``batch_size = W·B``).
 The trainable encoders are wrapped in :class:`torch.nn.parallel.DistributedDataParallel`
 (gradients averaged over processes, weights broadcast from rank 0 at the start), and the losses
-are switched to their global-batch form (``gather=True``): InfoNCE scores each process's rows
+are built in their global-batch form (``gather=True``): InfoNCE scores each process's rows
 against the other batch's rows of *all* processes through a differentiable ``all_gather``, and
 step 2's orthogonality term sums the cross-correlation over all processes with a differentiable
 ``all_reduce``. With both, one optimisation step equals the step of a single process on the
@@ -14,29 +14,25 @@ CPU processes and the gloo backend). Each process draws its own augmentations an
 (rank r > 0 re-seeds its stream from the stage seed), so with augmentation on, the random draws
 differ from a single-process run's.
 
-Launch (see ``docs/scaling.md``)::
+The estimator-level entry is :func:`disentangled_ssl.estimator.fit_distributed` (this module
+never imports the estimator); launch it from the command line (see ``docs/scaling.md``) or
+from Python, inside a script torchrun starts::
 
-    torchrun --nproc_per_node=4 -m disentangled_ssl.training.distributed \\
-        --data data.npz --out model --beta 1 --lam 1 --batch-size 1024 --bf16
-
-or from Python, inside a script torchrun starts::
-
+    from disentangled_ssl.estimator import DisentangledSSL, fit_distributed
+    from disentangled_ssl.training.distributed import init_distributed
     ctx = init_distributed()
     est = DisentangledSSL(beta=1.0, batch_size=1024, random_state=0)
-    fit_distributed(est, x1, x2, context=ctx)
+    fit_distributed(est, [x1, x2], context=ctx)
     if ctx.is_main:
         est.save("model")
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -44,17 +40,12 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.training.ensemble import prepared_stage
 from disentangled_ssl.training.loop import Stage, resolve_device, train_stage
-
-if TYPE_CHECKING:
-    from disentangled_ssl.estimator import DisentangledSSL
 
 __all__ = [
     "DataParallelObjective",
     "DistributedContext",
     "distributed_stage",
-    "fit_distributed",
     "init_distributed",
 ]
 
@@ -134,8 +125,8 @@ class DataParallelObjective(nn.Module):
     """A stage objective run data-parallel: takes the global batch, trains on this rank's rows.
 
     Args:
-        objective: the stage's objective (its ``loss`` module, when it has one, is switched to
-            the global-batch form via its ``gather`` attribute).
+        objective: the stage's objective, built with ``gather=True`` losses (the estimator's
+            ``prepare_stage(..., gather=True)``) so that they take the global batch.
         trainable: the stage's trainable modules (wrapped in DistributedDataParallel; rank 0's
             weights are broadcast to all ranks here).
         context: this process's :class:`DistributedContext`.
@@ -146,9 +137,6 @@ class DataParallelObjective(nn.Module):
         super().__init__()
         self.objective = objective
         self.context = context
-        loss = getattr(objective, "loss", None)
-        if loss is not None and hasattr(loss, "gather"):
-            loss.gather = context.world_size > 1
         device_ids = [context.device.index] if context.device.type == "cuda" else None
         self.replicated = (
             DistributedDataParallel(_Replicated(trainable, objective), device_ids=device_ids)
@@ -185,87 +173,3 @@ def distributed_stage(stage: Stage, context: DistributedContext) -> Stage:
     global batch."""
     objective = DataParallelObjective(stage.objective, stage.trainable, context)
     return dataclasses.replace(stage, objective=objective)
-
-
-def fit_distributed(estimator: DisentangledSSL, X1: object, X2: object, *more: object,
-                    context: DistributedContext | None = None, bf16: bool = False
-                    ) -> DisentangledSSL:
-    """``estimator.fit(X1, X2)`` data-parallel over the processes of ``context``.
-
-    Every process calls it with the same arrays and settings; ``estimator.batch_size`` is the
-    global batch (split evenly over the processes). The estimator's ``device`` is set to the
-    process's device. Afterwards every process holds the same fitted model.
-
-    Args:
-        estimator: a DisentangledSSL estimator (method "disentangled_ssl").
-        X1, X2 (, X3, …): the paired training arrays (identical on every process).
-        context: from :func:`init_distributed` (default: call it).
-        bf16: bfloat16 autocast for the forward passes (GPUs with bf16 support).
-
-    Returns:
-        ``estimator``, fitted.
-    """
-    ctx = context if context is not None else init_distributed()
-    if estimator.random_state is None:
-        raise DSSLError("fit_distributed needs random_state set: every process must use the "
-                        "same seed to walk through the same global batches")
-    if estimator.batch_size % ctx.world_size:
-        raise DSSLError(f"batch_size={estimator.batch_size} (the global batch) is not divisible "
-                        f"by the {ctx.world_size} processes")
-    estimator.set_params(device=str(ctx.device))
-    arrays = (X1, X2, *more)
-    steps = [("fit_shared", estimator.shared_epochs)]
-    if estimator.specific_epochs > 0:
-        steps.append(("fit_specific", estimator.specific_epochs))
-    for fit, epochs in steps:
-        if epochs <= 0:
-            continue
-        stage, data, config = prepared_stage(estimator, fit, arrays)
-        config = dataclasses.replace(config, bf16=bf16, progress=config.progress and ctx.is_main)
-        estimator.history_[stage.name] = train_stage(distributed_stage(stage, ctx), data, config)
-    return estimator
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``torchrun --nproc_per_node=N -m disentangled_ssl.training.distributed --data D --out M``:
-    fit DisentangledSSL data-parallel on paired data (.npz with x1, x2, as ``dssl generate``
-    writes) and save the model from rank 0."""
-    from disentangled_ssl.data.io import read_paired
-    from disentangled_ssl.estimator import DisentangledSSL
-
-    parser = argparse.ArgumentParser(prog="python -m disentangled_ssl.training.distributed",
-                                     description=main.__doc__)
-    parser.add_argument("--data", required=True, help=".npz with arrays x1 and x2")
-    parser.add_argument("--out", required=True, help="model folder to write (rank 0)")
-    parser.add_argument("--beta", type=float, default=1.0)
-    parser.add_argument("--lam", type=float, default=1.0)
-    parser.add_argument("--shared-epochs", type=int, default=50)
-    parser.add_argument("--specific-epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=256, help="global batch")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
-    parser.add_argument("--backend", default=None, help="nccl or gloo (default: by device)")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        ctx = init_distributed(args.backend)
-        data = read_paired(args.data)
-        est = DisentangledSSL(beta=args.beta, lam=args.lam, shared_epochs=args.shared_epochs,
-                              specific_epochs=args.specific_epochs, batch_size=args.batch_size,
-                              lr=args.lr, random_state=args.seed, verbose=ctx.is_main)
-        fit_distributed(est, data.x1, data.x2, context=ctx, bf16=args.bf16)
-        if ctx.is_main:
-            est.save(args.out, overwrite=args.overwrite)
-            print(f"wrote {args.out} ({ctx.world_size} processes)")
-    except DSSLError as exc:
-        print(f"dssl: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

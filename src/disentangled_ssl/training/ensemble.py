@@ -28,9 +28,13 @@ A seed grid is one ensemble per seed (members with different seeds shuffle diffe
 Step 2's λ grid also shares the frozen step-1 encoders: their forward pass runs once per step
 for all members.
 
+The estimator-level grids (:func:`disentangled_ssl.estimator.fit_shared_grid`,
+:func:`~disentangled_ssl.estimator.fit_specific_grid`) prepare each member's stage through the
+estimator's public ``prepare_stage`` and train them here.
+
 Example:
     >>> from disentangled_ssl import DisentangledSSL, make_synthetic
-    >>> from disentangled_ssl.training.ensemble import fit_shared_grid, fit_specific_grid
+    >>> from disentangled_ssl.estimator import fit_shared_grid, fit_specific_grid
     >>> data = make_synthetic(n_samples=512, seed=0)
     >>> base = DisentangledSSL(shared_epochs=1, specific_epochs=1, random_state=0,
     ...                        verbose=False)
@@ -46,38 +50,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from sklearn.base import clone
 from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.losses.fused import info_nce as fused_info_nce
 from disentangled_ssl.losses.fused import specific_terms_summed
-from disentangled_ssl.methods import (
-    SharedObjective,
-    SpecificObjective,
-    augment_each,
-    posterior_samples,
-    two_views,
-)
+from disentangled_ssl.losses.functional import alignment
+from disentangled_ssl.methods.base import augment_each, pair_average, posterior_samples, two_views
+from disentangled_ssl.methods.dssl import SharedObjective, SpecificObjective
 from disentangled_ssl.training.loop import LoopState, Stage, TrainConfig, train_stage
-
-if TYPE_CHECKING:
-    from disentangled_ssl.estimator import DisentangledSSL
 
 __all__ = [
     "BatchedMLP",
     "SharedEnsembleObjective",
     "SpecificEnsembleObjective",
-    "batched_info_nce",
-    "batched_orthogonality",
     "ensemble_stage",
-    "fit_shared_grid",
-    "fit_specific_grid",
     "train_ensemble",
 ]
 
@@ -194,22 +183,6 @@ class BatchedMLP(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def batched_info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
-    """Symmetric InfoNCE per member: (K, B, D), (K, B, D) -> (K,).
-
-    Member k's value is ``info_nce(a[k], b[k], temperature)``: the mean of the a→b and b→a
-    cross-entropies of the logits ``a b^T / temperature`` with the diagonal as targets.
-    """
-    return fused_info_nce(a, b, temperature)
-
-
-def batched_orthogonality(specific: Tensor, shared: Tensor) -> Tensor:
-    """``‖normalise(S_k)ᵀ normalise(C)‖_F`` per member: (K, B, Ds), (B, Dc) or (K, B, Dc)
-    -> (K,) (rows L2-normalised, as :func:`disentangled_ssl.losses.orthogonality`)."""
-    cross = F.normalize(specific, dim=-1).transpose(-2, -1) @ F.normalize(shared, dim=-1)
-    return torch.linalg.matrix_norm(cross)
-
-
 def _member_terms(terms: dict[str, Tensor]) -> dict[str, Tensor]:
     """{"loss": sum over members} + one scalar per member and term, "term[k]"."""
     out = {"loss": terms["loss"].sum()}
@@ -289,15 +262,10 @@ class SharedEnsembleObjective(nn.Module):
         # One vMF noise draw for all members, as each member's single run draws it.
         samples = posterior_samples(torch.cat(embeddings, dim=1), self.kappa)  # (K, M·B, D)
         z = samples.split([e.shape[1] for e in embeddings], dim=1)
-        pairs = [(i, j) for i in range(len(xs)) for j in range(i + 1, len(xs))]
-        nce = align = None
-        for i, j in pairs:
-            pair_nce = batched_info_nce(z[i], z[j], self.temperature) / len(pairs)
-            pair_align = -F.cosine_similarity(
-                embeddings[i], embeddings[j], dim=-1, eps=1e-12).mean(-1) / len(pairs)
-            nce = pair_nce if nce is None else nce + pair_nce
-            align = pair_align if align is None else align + pair_align
-        assert nce is not None and align is not None
+        terms = pair_average(len(xs), lambda i, j: {
+            "infonce": fused_info_nce(z[i], z[j], self.temperature),
+            "alignment": alignment(embeddings[i], embeddings[j])})
+        nce, align = terms["infonce"], terms["alignment"]
         return _member_terms({"loss": nce + self.beta * align, "infonce": nce,
                               "alignment": align})
 
@@ -458,119 +426,3 @@ def train_ensemble(
     assert isinstance(objective, (SharedEnsembleObjective, SpecificEnsembleObjective))
     objective.write_back()
     return split_history(history, len(stages))
-
-
-# --------------------------------------------------------------------------------------------
-# Estimator-level grids
-# --------------------------------------------------------------------------------------------
-
-
-def prepared_stage(est: DisentangledSSL, fit: str, arrays: tuple[object, ...]
-                   ) -> tuple[Stage, list[Tensor], TrainConfig]:
-    """Run ``est.<fit>(*arrays)`` ("fit_shared" or "fit_specific") with its training step
-    intercepted: the estimator validates, seeds and initialises exactly as for a real fit.
-
-    Returns:
-        (stage, data tensors, loop config): what the estimator would have passed to
-        :func:`~disentangled_ssl.training.loop.train_stage`. Store the history the caller
-        trains into ``est.history_[stage.name]``.
-    """
-    captured: list[tuple[str, list]] = []
-
-    def capture(name: str, arrays: list, resume: object = None) -> None:
-        captured.append((name, arrays))
-
-    est._run_stage = capture  # type: ignore[method-assign]
-    try:
-        getattr(est, fit)(*arrays)
-    finally:
-        del est._run_stage
-    if len(captured) != 1:
-        raise DSSLError(f"{fit} trained {len(captured)} stages; expected exactly one")
-    name, prepared = captured[0]
-    stage = est._stages()[name]
-    data = est._tensors(prepared)
-    config = est._config(est._STAGE_SEED_OFFSET.get(name, 0))
-    return stage, data, config
-
-
-def _check_grid(members: list[DisentangledSSL], dial: str) -> None:
-    first = {k: v for k, v in members[0].get_params().items() if k != dial}
-    for k, est in enumerate(members[1:], start=1):
-        params = {k2: v for k2, v in est.get_params().items() if k2 != dial}
-        differ = sorted(p for p in first if repr(first[p]) != repr(params.get(p)))
-        if differ:
-            raise DSSLError(f"grid member {k} differs from member 0 in {differ}; only "
-                            f"{dial} may vary")
-    if getattr(members[0], "checkpoint_dir", None) is not None:
-        raise DSSLError("batched grids do not write checkpoints; set checkpoint_dir=None")
-
-
-def _run_grid(members: list[DisentangledSSL], fit: str, stage_name: str,
-              arrays: tuple[object, ...]) -> list[DisentangledSSL]:
-    prepared = [prepared_stage(est, fit, arrays) for est in members]
-    stages = [p[0] for p in prepared]
-    data, config = prepared[0][1], prepared[0][2]
-    for k, (_, d, c) in enumerate(prepared[1:], start=1):
-        if c != config or len(d) != len(data) or not all(
-                torch.equal(a, b) for a, b in zip(d, data)):
-            raise DSSLError(
-                f"grid member {k} would train on other data or loop settings than member 0 "
-                "(seed, batch size, learning rate); fix random_state so all members share it"
-            )
-    histories = train_ensemble(stages, data, config)
-    for est, history in zip(members, histories):
-        est.history_[stage_name] = history
-    return members
-
-
-def fit_shared_grid(estimator: DisentangledSSL, betas: Sequence[float], X1: object, X2: object,
-                    *more: object) -> list[DisentangledSSL]:
-    """Step 1 for every β of a grid in one batched ensemble.
-
-    Member k equals ``sklearn.clone(estimator).set_params(beta=betas[k]).fit_shared(X1, X2)``
-    (to float tolerance; see the module docstring for why).
-
-    Args:
-        estimator: the settings of every member (unfitted is fine; it is not modified).
-            ``random_state`` None draws one seed shared by all members.
-        betas: the grid.
-        X1, X2 (, X3, …): the paired training arrays.
-
-    Returns:
-        One fitted estimator per β (step 1 only), in the order of ``betas``.
-
-    Raises:
-        DSSLError: an empty grid, custom encoders, a β warm-up, or another method than
-            DisentangledSSL.
-    """
-    if len(betas) == 0:
-        raise DSSLError("betas is empty; pass at least one value")
-    seed = estimator.random_state
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (2**31))
-    members = [clone(estimator).set_params(beta=float(b), random_state=seed) for b in betas]
-    _check_grid(members, "beta")
-    return _run_grid(members, "fit_shared", "shared", (X1, X2, *more))
-
-
-def fit_specific_grid(fitted: DisentangledSSL, lams: Sequence[float], X1: object, X2: object,
-                      *more: object) -> list[DisentangledSSL]:
-    """Step 2 for every λ of a grid, on one fitted step 1, in one batched ensemble.
-
-    Member k equals ``fitted.with_params(lam=lams[k]).fit_specific(X1, X2)`` (to float
-    tolerance); the frozen step-1 encoders run once per step for all members.
-
-    Args:
-        fitted: an estimator whose step 1 is fitted (it is not modified).
-        lams: the grid.
-        X1, X2 (, X3, …): the paired training arrays.
-
-    Returns:
-        One fitted estimator per λ (steps 1 and 2), in the order of ``lams``.
-    """
-    if len(lams) == 0:
-        raise DSSLError("lams is empty; pass at least one value")
-    members = [fitted.with_params(lam=float(lam)) for lam in lams]
-    _check_grid(members, "lam")
-    return _run_grid(members, "fit_specific", "specific", (X1, X2, *more))

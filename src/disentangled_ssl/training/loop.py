@@ -14,38 +14,16 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from disentangled_ssl._errors import DSSLError, PerformanceWarning, TrainingDivergedError
+from disentangled_ssl.methods.base import Schedule, Stage
 
-Schedule = Callable[[int], float]
-
-
-@dataclass
-class Stage:
-    """One optimisation stage.
-
-    Attributes:
-        name: shown in progress bars and used as the checkpoint/history key.
-        objective: module with ``forward(*batch) -> dict[str, Tensor]`` (must contain "loss").
-        trainable: modules whose parameters Adam updates.
-        frozen: modules put in eval mode with gradients off for the stage.
-        epochs: passes over the data.
-        dials: attribute name on ``objective.loss`` -> schedule(global step) giving its value
-            (e.g. a β warm-up); empty for constant dials.
-    """
-
-    name: str
-    objective: nn.Module
-    trainable: Sequence[nn.Module]
-    epochs: int
-    frozen: Sequence[nn.Module] = ()
-    dials: dict[str, Schedule] = field(default_factory=dict)
-
+__all__ = ["LoopState", "Schedule", "Stage", "TrainConfig", "resolve_device", "train_stage"]
 
 @dataclass
 class TrainConfig:
@@ -144,6 +122,13 @@ def _make_adam(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.A
     return torch.optim.Adam(params, **kwargs)
 
 
+def rng_fork(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context in which torch's global RNG (CPU, and ``device`` when it is a GPU) may be
+    reseeded and drawn from; on exit the caller's state is restored exactly."""
+    devices = [device] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=devices)
+
+
 def train_stage(
     stage: Stage,
     data: Sequence[Tensor],
@@ -170,7 +155,22 @@ def train_stage(
 
     Raises:
         TrainingDivergedError: a loss term became NaN/inf; names the epoch, step and term.
+
+    The stage draws its randomness from torch's global RNG, seeded with ``config.seed``
+    inside :func:`rng_fork`: the caller's RNG state is the same before and after.
     """
+    with rng_fork(data[0].device):
+        return _train_stage(stage, data, config, resume=resume, on_epoch_end=on_epoch_end)
+
+
+def _train_stage(
+    stage: Stage,
+    data: Sequence[Tensor],
+    config: TrainConfig,
+    *,
+    resume: LoopState | None,
+    on_epoch_end: Callable[[LoopState], None] | None,
+) -> list[dict[str, float]]:
     n = int(data[0].shape[0])
     steps = n // config.batch_size
     if steps == 0:
@@ -185,7 +185,7 @@ def train_stage(
             warnings.warn(
                 f"bf16=True but {reason}: bfloat16 is emulated there and training runs several "
                 "times slower than float32; leave bf16 off on this device",
-                PerformanceWarning, stacklevel=2,
+                PerformanceWarning, stacklevel=3,
             )
     params = _parameters(stage.trainable)
     if not params:

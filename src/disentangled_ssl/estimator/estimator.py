@@ -1,0 +1,676 @@
+"""The scikit-learn style front: ``DisentangledSSL(...).fit([X1, X2]).transform([X1, X2])``.
+
+Every method, DisentangledSSL included, is built through the method registry
+(:mod:`disentangled_ssl.methods`) and trained stage by stage through the one loop
+(:func:`~disentangled_ssl.training.train_stage`). :meth:`DisentangledSSL.prepare_stage` is the
+public seam: it validates, seeds and initialises exactly as ``fit`` does and returns what the
+loop needs, so batched grids (:mod:`~disentangled_ssl.estimator.grids`) and data-parallel
+training (:mod:`~disentangled_ssl.estimator.distributed`) drive the same code path.
+Persistence lives in :mod:`~disentangled_ssl.estimator.persistence`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from torch import nn
+
+from disentangled_ssl._errors import DSSLError, TrainingDivergedError
+from disentangled_ssl._validation import (
+    check_constant_columns,
+    check_nonnegative,
+    check_paired,
+    check_positive_int,
+)
+from disentangled_ssl.data.augment import VectorAugment
+from disentangled_ssl.data.scaling import apply_scaler, attach_scaler, fit_scaler
+from disentangled_ssl.estimator.embeddings import Embeddings
+from disentangled_ssl.estimator.persistence import load_model, model_from_checkpoint, save_model
+from disentangled_ssl.methods import (
+    DEFAULT_METHOD,
+    MethodSettings,
+    MethodSpec,
+    ModelShape,
+    Stage,
+    get_method,
+    method_names,
+)
+from disentangled_ssl.nn.custom import (
+    ENCODER_PARAMS,
+    as_encoder_input,
+    check_encoders,
+    json_safe_params,
+    n_flat_features,
+)
+from disentangled_ssl.nn.model import MultimodalModel
+from disentangled_ssl.training.checkpoint import (
+    Checkpoint,
+    check_resumable,
+    checkpoint_path,
+    data_fingerprint,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from disentangled_ssl.training.loop import (
+    LoopState,
+    TrainConfig,
+    resolve_device,
+    rng_fork,
+    train_stage,
+)
+
+
+class PreparedStage(NamedTuple):
+    """What :func:`~disentangled_ssl.training.train_stage` needs to train one stage.
+
+    Attributes:
+        stage: the stage (objective, trainable and frozen modules, epochs) on ``model_``.
+        data: one (n, ...) tensor per modality on the training device (standardised if asked).
+        config: the loop settings (batch size, learning rate, the stage's seed, progress, bf16).
+    """
+
+    stage: Stage
+    data: list[torch.Tensor]
+    config: TrainConfig
+
+
+def _as_views(X1: object, X2: object, more: tuple[object, ...], what: str) -> tuple:
+    """``(X1, X2, *more)``, or the views of a list ``X1`` when ``X2`` is None."""
+    if X2 is None:
+        if not more and isinstance(X1, (list, tuple)):
+            return tuple(X1)
+        raise DSSLError(
+            f"{what} needs the paired views: {what}([X1, X2, ...]) or {what}(X1, X2, ...)")
+    return (X1, X2, *more)
+
+
+class DisentangledSSL(BaseEstimator):
+    """DisentangledSSL (Wang et al., "An Information Criterion for Controlled Disentanglement
+    of Multimodal Data", ICLR 2025, arXiv 2410.23996).
+
+    Step 1 trains one shared encoder per modality with symmetric InfoNCE between von
+    Mises–Fisher samples plus ``beta`` × alignment; step 2 freezes them and trains one specific
+    encoder per modality with a self-contrastive InfoNCE plus ``lam`` × orthogonality.
+
+    Args:
+        beta: step-1 dial: weight of the alignment term (larger drops more modality-private
+            information from the shared code, and past a point shared information too).
+        lam: step-2 dial: weight of the orthogonality penalty between specific and shared codes.
+        shared_dim, specific_dim: embedding sizes.
+        hidden_dim, n_hidden_layers: width and depth of the default MLP encoders.
+        shared_epochs, specific_epochs: epochs of step 1 and step 2 (0 skips a step).
+        batch_size: rows per step (also the number of InfoNCE negatives + 1).
+        lr: Adam learning rate, cosine-annealed per step.
+        kappa: vMF concentration of the step-1 posterior.
+        temperature: InfoNCE temperature.
+        noise_std, drop_fraction: augmentation strengths (Gaussian noise / zeroed features).
+        beta_warmup_steps: if > 0, β ramps log-linearly from β/1000 to β over this many steps.
+        random_state: seed (None draws one, stored as ``seed_``).
+        device: "auto", "cpu", "cuda", "cuda:1", …
+        verbose: show progress bars.
+        checkpoint_dir: if set, every epoch of every stage ends with an atomic checkpoint
+            ``<checkpoint_dir>/checkpoint.safetensors`` (weights, Adam, LR schedule, RNG states,
+            history); ``fit(..., resume=True)`` continues from it and ends bit-identical (on
+            CPU) to an uninterrupted run. See ``docs/reliability.md``.
+        method: "disentangled_ssl" (default, the two steps above) or a baseline trained through
+            the same loop, data handling, evaluation and save/load: "clip", "simclr",
+            "joint" (JointOpt), "focal" (FOCAL), "dmvae" (DMVAE) or "factorcl" (FactorCL); see
+            ``docs/baselines.md``. clip and simclr have no specific representation.
+        alpha: the baselines' dial ``a``: weight of the specific term for joint/focal, of the
+            KL terms for dmvae (None: the method's default, 1 for joint/focal, 1e-5 for
+            dmvae). ``lam`` is the orthogonality weight of joint and focal.
+        epochs: epochs of a one-stage method (every method but disentangled_ssl); None uses
+            ``shared_epochs``.
+        standardize: standardise every feature with the mean/std of the training rows
+            (fitted in ``fit``/``fit_shared`` only, stored as model buffers in
+            ``model.safetensors`` and applied unchanged by ``transform``).
+        shared_encoders, specific_encoders: optional list of one ``torch.nn.Module`` per
+            modality replacing the default MLPs (shared: (B, ...) -> (B, shared_dim);
+            specific: -> (B, specific_dim)); inputs may then be N-D (e.g. images
+            (n, C, H, W)). Deep-copied at every fit (the objects passed in are never trained
+            and start each fit from their current weights); ``load`` needs them passed again.
+            method='disentangled_ssl' only. See ``docs/real-data.md``.
+        condition_specific_on_shared: feed ``[x_i.flatten(), shared_i(x_i)]`` to the specific
+            encoder (the authors' choice); set False for a custom specific encoder that
+            reads the raw input (e.g. a CNN).
+        bf16: mixed precision: run the training forward passes under
+            ``torch.autocast(dtype=torch.bfloat16)`` (weights, gradients and Adam stay
+            float32; vMF sampling stays float32). For GPUs with bf16 tensor cores and CPUs with
+            bf16 instructions (e.g. AMD Zen 4, Intel Sapphire Rapids); results differ from
+            float32 training by bf16 rounding. Off by default.
+
+    Attributes (after fit):
+        model_: the :class:`~disentangled_ssl.models.MultimodalModel`.
+        history_: stage name -> per-epoch dicts of every loss term.
+        n_features_in_: features per modality.
+        seed_: the seed used.
+
+    Example:
+        >>> from disentangled_ssl import DisentangledSSL, make_synthetic
+        >>> data = make_synthetic(n_samples=512, seed=0)
+        >>> est = DisentangledSSL(shared_epochs=1, specific_epochs=1, random_state=0,
+        ...                       verbose=False).fit(data.x1, data.x2)
+        >>> est.transform(data.x1, data.x2).specific1.shape
+        (512, 100)
+    """
+
+    def __init__(
+        self,
+        beta: float = 1.0,
+        lam: float = 1.0,
+        shared_dim: int = 100,
+        specific_dim: int = 100,
+        hidden_dim: int = 512,
+        shared_epochs: int = 50,
+        specific_epochs: int = 30,
+        batch_size: int = 256,
+        lr: float = 1e-4,
+        kappa: float = 1000.0,
+        random_state: int | None = None,
+        device: str = "auto",
+        n_hidden_layers: int = 1,
+        temperature: float = 0.07,
+        noise_std: float = 0.01,
+        drop_fraction: float = 0.1,
+        beta_warmup_steps: int = 0,
+        verbose: bool = True,
+        checkpoint_dir: str | None = None,
+        method: str = DEFAULT_METHOD,
+        alpha: float | None = None,
+        epochs: int | None = None,
+        standardize: bool = False,
+        shared_encoders: list[nn.Module] | None = None,
+        specific_encoders: list[nn.Module] | None = None,
+        condition_specific_on_shared: bool = True,
+        bf16: bool = False,
+    ) -> None:
+        self.beta = beta
+        self.lam = lam
+        self.shared_dim = shared_dim
+        self.specific_dim = specific_dim
+        self.hidden_dim = hidden_dim
+        self.shared_epochs = shared_epochs
+        self.specific_epochs = specific_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.kappa = kappa
+        self.random_state = random_state
+        self.device = device
+        self.n_hidden_layers = n_hidden_layers
+        self.temperature = temperature
+        self.noise_std = noise_std
+        self.drop_fraction = drop_fraction
+        self.beta_warmup_steps = beta_warmup_steps
+        self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.method = method
+        self.alpha = alpha
+        self.epochs = epochs
+        self.standardize = standardize
+        self.shared_encoders = shared_encoders
+        self.specific_encoders = specific_encoders
+        self.condition_specific_on_shared = condition_specific_on_shared
+        self.bf16 = bf16
+
+    # ------------------------------------------------------------------ validation
+    def validate_params(self) -> None:
+        """Check every parameter (``fit`` does this first).
+
+        Raises:
+            DSSLError: the first bad parameter, named, with the fix.
+        """
+        spec = get_method(self.method)
+        for name in ENCODER_PARAMS:
+            check_encoders(name, getattr(self, name))
+        if not spec.custom_encoders and (
+                self.shared_encoders is not None or self.specific_encoders is not None):
+            supported = [m for m in method_names() if get_method(m).custom_encoders]
+            raise DSSLError(
+                f"custom encoders are supported for methods {', '.join(supported)}, not "
+                f"{self.method!r}")
+        if self.alpha is not None:
+            check_nonnegative("alpha", self.alpha)
+        if self.epochs is not None:
+            check_positive_int("epochs", self.epochs)
+        check_nonnegative("beta", self.beta)
+        check_nonnegative("lam", self.lam)
+        for name in ("lr", "kappa", "temperature"):
+            check_nonnegative(name, getattr(self, name), positive=True)
+        check_nonnegative("noise_std", self.noise_std)
+        check_nonnegative("drop_fraction", self.drop_fraction)
+        for name in ("shared_dim", "specific_dim", "hidden_dim", "batch_size"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("shared_epochs", "specific_epochs", "n_hidden_layers", "beta_warmup_steps"):
+            check_positive_int(name, getattr(self, name), allow_zero=True)
+        if self.batch_size < 2:
+            raise DSSLError("batch_size must be >= 2: contrastive losses need negatives")
+        if self.checkpoint_dir is not None and not isinstance(
+            self.checkpoint_dir, (str, os.PathLike)
+        ):
+            raise DSSLError(f"checkpoint_dir must be a folder path, got {self.checkpoint_dir!r}")
+        if self.random_state is not None:
+            check_positive_int("random_state", self.random_state, allow_zero=True)
+
+    def validate_views(self, views: tuple[object, ...] | list[object], *, fitting: bool
+                       ) -> list[np.ndarray]:
+        """The views as validated float32 arrays (one per modality, rows paired).
+
+        Args:
+            views: one (n, ...) array per modality.
+            fitting: training data (checks constant columns and the batch size) or data for a
+                fitted model (checks the modality and feature counts).
+
+        Raises:
+            DSSLError: names the bad view and the fix.
+        """
+        names = [f"X{i + 1}" for i in range(len(views))]
+        if len(views) < 2:
+            raise DSSLError(f"need at least two modalities, got {len(views)}")
+        out = [as_encoder_input(a, n, custom=self.shared_encoders is not None)
+               for a, n in zip(views, names)]
+        check_paired(out, names)
+        if fitting:
+            self._check_training_views(out, names)
+        else:
+            self._check_fitted()
+            self._check_feature_counts(out, names)
+        return out
+
+    def _check_training_views(self, arrays: list[np.ndarray], names: list[str]) -> None:
+        for a, n in zip(arrays, names):
+            if a.ndim == 2:  # N-D inputs (images) may have constant pixels
+                check_constant_columns(a, n)
+        if arrays[0].shape[0] < self.batch_size:
+            n = arrays[0].shape[0]
+            suggestion = 2 ** max(1, int(np.log2(n)))
+            raise DSSLError(
+                f"X1 has {n} rows, fewer than batch_size={self.batch_size}; set "
+                f"batch_size={suggestion} (or another value <= {n})"
+            )
+
+    def _check_feature_counts(self, arrays: list[np.ndarray], names: list[str]) -> None:
+        if len(arrays) != len(self.n_features_in_):
+            raise DSSLError(
+                f"the model was fitted on {len(self.n_features_in_)} modalities, "
+                f"got {len(arrays)}"
+            )
+        for a, n, d in zip(arrays, names, self.n_features_in_):
+            if n_flat_features(a) != d:
+                raise DSSLError(
+                    f"{n} has {n_flat_features(a)} features but the model was fitted "
+                    f"with {d}"
+                )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise DSSLError(
+                "this DisentangledSSL instance is not fitted yet; call fit([X1, X2]) first"
+            )
+
+    # ------------------------------------------------------------------ method
+    def _spec(self) -> MethodSpec:
+        return get_method(self.method)
+
+    def _settings(self, gather: bool = False) -> MethodSettings:
+        spec = self._spec()
+        alpha = self.alpha if self.alpha is not None else spec.default_alpha
+        return MethodSettings(
+            beta=float(self.beta), lam=float(self.lam),
+            alpha=float(alpha) if alpha is not None else 0.0, kappa=float(self.kappa),
+            temperature=float(self.temperature),
+            epochs=int(self.epochs if self.epochs is not None else self.shared_epochs),
+            shared_epochs=int(self.shared_epochs), specific_epochs=int(self.specific_epochs),
+            beta_warmup_steps=int(self.beta_warmup_steps), gather=gather,
+        )
+
+    def _epochs(self, name: str) -> int:
+        """Epochs of stage ``name``: ``epochs`` for a one-stage method, else
+        ``shared_epochs`` / ``specific_epochs`` for the first / second stage."""
+        settings, names = self._settings(), self._spec().stage_names
+        if len(names) == 1:
+            return settings.epochs
+        return (settings.shared_epochs, settings.specific_epochs)[names.index(name)]
+
+    def _new_model(self) -> MultimodalModel:
+        """A freshly initialised model of this estimator's method and sizes (torch's RNG)."""
+        shape = ModelShape(
+            self.n_features_in_, self.shared_dim, self.specific_dim, self.hidden_dim,
+            self.n_hidden_layers, shared_encoders=copy.deepcopy(self.shared_encoders),
+            specific_encoders=copy.deepcopy(self.specific_encoders),
+            condition_specific_on_shared=self.condition_specific_on_shared,
+        )
+        model = self._spec().build_model(shape)
+        if self.standardize:
+            attach_scaler(model, self.n_features_in_)
+        return model
+
+    def _seeded_model(self, seed: int) -> MultimodalModel:
+        with rng_fork(self._device):
+            torch.manual_seed(seed)
+            return self._new_model()
+
+    # ------------------------------------------------------------------ the stage API
+    def prepare_stage(self, name: str, views: tuple[object, ...] | list[object], *,
+                      gather: bool = False) -> PreparedStage:
+        """Validate, seed and initialise for stage ``name`` exactly as ``fit`` does, and
+        return what the loop needs; the caller trains it (``train_stage(*prepared)``, a
+        batched ensemble, data-parallel processes) and stores the history in
+        ``history_[name]``.
+
+        The method's first stage starts a fresh model (``model_``, ``seed_``,
+        ``n_features_in_``, empty ``history_``); a later stage (DisentangledSSL's
+        ``specific``) re-initialises its own modules on the fitted model. The caller's
+        global torch RNG is left as it was.
+
+        Args:
+            name: one of ``get_method(method).stage_names``.
+            views: one (n, ...) array per modality.
+            gather: data-parallel training: the losses gather over processes.
+
+        Raises:
+            DSSLError: bad settings or views, an unknown stage, a later stage before the
+                first, or a later stage with 0 epochs.
+        """
+        self.validate_params()
+        spec = self._spec()
+        if name not in spec.stage_names:
+            raise DSSLError(f"method {self.method!r} has no stage {name!r}; its stages are "
+                            f"{', '.join(spec.stage_names)}")
+        if gather and not spec.supports_gather:
+            raise DSSLError(f"method {self.method!r} cannot train data-parallel; use "
+                            f"{DEFAULT_METHOD!r} or a single process")
+        if name in spec.reinit:
+            arrays = self._continue(name, views)
+        else:
+            arrays = self._start(views)
+        return self._prepared(name, arrays, gather)
+
+    def _start(self, views: tuple[object, ...] | list[object]) -> list[np.ndarray]:
+        """Validate, seed, and build a fresh model of the method; returns the arrays."""
+        arrays = self.validate_views(views, fitting=True)
+        self._refuse_existing_checkpoint()
+        self.seed_ = (
+            int(self.random_state) if self.random_state is not None
+            else int(np.random.SeedSequence().entropy % (2**31))
+        )
+        self._device = resolve_device(self.device)
+        self.n_features_in_ = [n_flat_features(a) for a in arrays]
+        self.model_ = self._seeded_model(self.seed_).to(self._device)
+        if self.standardize:  # fitted on the training rows only
+            fit_scaler(self.model_, arrays)
+        self.history_: dict[str, list[dict[str, float]]] = {}
+        return arrays
+
+    def _continue(self, name: str, views: tuple[object, ...] | list[object]
+                  ) -> list[np.ndarray]:
+        """Fresh modules for a later stage on the fitted model (seeded from the stage)."""
+        self._check_fitted()
+        if self._epochs(name) == 0:
+            raise DSSLError(f"stage {name!r} has 0 epochs (specific_epochs=0): nothing to "
+                            "train; set specific_epochs > 0")
+        arrays = self.validate_views(views, fitting=True)
+        counts = [n_flat_features(a) for a in arrays]
+        if counts != self.n_features_in_:
+            raise DSSLError(f"features per modality {counts} differ from the fitted "
+                            f"{self.n_features_in_}")
+        self._device = resolve_device(self.device)
+        offset = self._spec().stage_names.index(name)
+        attribute = self._spec().reinit[name]
+        fresh = self._seeded_model(self.seed_ + offset)
+        setattr(self.model_, attribute, getattr(fresh, attribute).to(self._device))
+        return arrays
+
+    def _prepared(self, name: str, arrays: list[np.ndarray], gather: bool = False
+                  ) -> PreparedStage:
+        # Checked on resume: the data must be the data of the run that wrote the checkpoint.
+        self._data_hash = data_fingerprint(arrays) if self.checkpoint_dir is not None else ""
+        augment = VectorAugment(self.noise_std, self.drop_fraction)
+        stages = {s.name: s for s in
+                  self._spec().build_stages(self.model_, augment, self._settings(gather))}
+        data = [apply_scaler(self.model_, i, torch.from_numpy(a).to(self._device))
+                for i, a in enumerate(arrays)]
+        config = TrainConfig(
+            batch_size=self.batch_size, lr=float(self.lr),
+            seed=self.seed_ + self._spec().stage_names.index(name),
+            progress=bool(self.verbose), bf16=bool(self.bf16),
+        )
+        return PreparedStage(stages[name], data, config)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X1: object, X2: object = None, *more: object, resume: bool = False
+            ) -> DisentangledSSL:
+        """Train every stage of the method on paired rows; returns ``self``.
+
+        Args:
+            X1, X2 (, X3, …): arrays of shape (n, d_i); row k of each is the same sample. Or
+                one list of them, ``fit([X1, X2, ...])`` (the multiview convention; the same
+                result).
+            resume: continue the run checkpointed in ``checkpoint_dir``: finished stages are
+                skipped and the interrupted one continues after its last checkpointed epoch,
+                ending bit-identical (on CPU) to an uninterrupted run. The settings and the
+                data must be those of the run that wrote the checkpoint. With no checkpoint
+                there yet, training starts from scratch (so a job script can always pass it).
+                Without ``resume``, an existing checkpoint is refused, never overwritten.
+
+        Raises:
+            DSSLError: bad input or settings, or a checkpoint that cannot be resumed.
+            TrainingDivergedError: a loss term became NaN/inf; the last good checkpoint is kept.
+        """
+        views = _as_views(X1, X2, more, "fit")
+        checkpoint = self._checkpoint_to_resume(resume)
+        if checkpoint is not None:
+            return self._resume(checkpoint, views)
+        for name in self._spec().stage_names:
+            epochs = self._epochs(name)
+            if name in self._spec().reinit and epochs == 0:
+                continue
+            prepared = self.prepare_stage(name, views)
+            if epochs > 0:
+                self._train(prepared)
+        return self
+
+    def _require_two_step(self, what: str) -> None:
+        if not self._spec().two_step:
+            raise DSSLError(
+                f"{what} runs one of DisentangledSSL's two steps, but method={self.method!r} "
+                "trains in a single stage; call fit([X1, X2]) instead"
+            )
+
+    def fit_shared(self, X1: object, X2: object = None, *more: object) -> DisentangledSSL:
+        """Train (from scratch) only step 1, the shared encoders; returns ``self``."""
+        self._require_two_step("fit_shared")
+        prepared = self.prepare_stage(self._spec().stage_names[0],
+                                      _as_views(X1, X2, more, "fit_shared"))
+        if prepared.stage.epochs > 0:
+            self._train(prepared)
+        return self
+
+    def fit_specific(self, X1: object, X2: object = None, *more: object) -> DisentangledSSL:
+        """Train (from a fresh initialisation) only step 2 on top of the fitted shared
+        encoders; returns ``self``. Use it to sweep ``lam`` without retraining step 1.
+
+        Raises:
+            DSSLError: not fitted, other feature counts, or ``specific_epochs=0``.
+        """
+        self._require_two_step("fit_specific")
+        self._train(self.prepare_stage(self._spec().stage_names[1],
+                                       _as_views(X1, X2, more, "fit_specific")))
+        return self
+
+    def with_params(self, **params: object) -> DisentangledSSL:
+        """A deep copy of this fitted estimator with some parameters changed (e.g. ``lam``),
+        ready for :meth:`fit_specific`."""
+        self._check_fitted()
+        other = copy.deepcopy(self)
+        other.set_params(**params)
+        return other
+
+    # ------------------------------------------------------------------ checkpoints
+    #: Parameters that may differ between a run and its resumption.
+    _RESUME_MAY_DIFFER = ("device", "verbose", "checkpoint_dir")
+
+    def _run_params(self) -> dict[str, object]:
+        return {k: v for k, v in json_safe_params(self.get_params()).items()
+                if k not in self._RESUME_MAY_DIFFER}
+
+    def _checkpoint_writer(self, name: str, data_hash: str):
+        """A callback writing the loop state after every epoch, or None without a folder."""
+        if self.checkpoint_dir is None:
+            return None
+        path = checkpoint_path(self.checkpoint_dir)
+        meta = {
+            "params": self._run_params(), "seed": self.seed_,
+            "n_features_in": list(self.n_features_in_), "data": data_hash,
+            "history": {k: v for k, v in self.history_.items() if k != name},
+        }
+
+        def write(state: LoopState) -> None:
+            extra = ({"cuda_rng": torch.cuda.get_rng_state(self._device)}
+                     if self._device.type == "cuda" else {})
+            save_checkpoint(path, Checkpoint(name, state, self.model_.state_dict(), meta, extra))
+
+        return write
+
+    def _train(self, prepared: PreparedStage, resume: LoopState | None = None) -> None:
+        """Train a prepared stage through the one loop into ``history_``, writing a
+        checkpoint after every epoch when ``checkpoint_dir`` is set."""
+        stage, data, config = prepared
+        writer = self._checkpoint_writer(stage.name, self._data_hash)
+        try:
+            self.history_[stage.name] = train_stage(stage, data, config, resume=resume,
+                                                    on_epoch_end=writer)
+        except TrainingDivergedError as exc:
+            if self.checkpoint_dir is None or not checkpoint_path(self.checkpoint_dir).is_file():
+                raise
+            path = checkpoint_path(self.checkpoint_dir)
+            last = load_checkpoint(path)  # verified: the kept file is loadable
+            raise TrainingDivergedError(
+                f"{exc}. The last good checkpoint (stage {last.stage!r}, epoch "
+                f"{last.epoch + 1}) is kept in {path}; "
+                f"DisentangledSSL.from_checkpoint({os.fspath(self.checkpoint_dir)!r}) loads it"
+            ) from exc
+
+    def _refuse_existing_checkpoint(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        path = checkpoint_path(self.checkpoint_dir)
+        if path.exists():
+            raise DSSLError(
+                f"{path} holds the checkpoint of an earlier run; pass resume=True (CLI: "
+                "--resume) to continue it, or delete it (CLI: --overwrite) to start again"
+            )
+
+    def _checkpoint_to_resume(self, resume: bool) -> Checkpoint | None:
+        if not resume:
+            return None
+        self.validate_params()
+        if self.checkpoint_dir is None:
+            raise DSSLError(
+                "resume=True needs checkpoint_dir, the folder of the run to continue "
+                "(CLI: --checkpoint-dir DIR --resume)"
+            )
+        remove_stale_temporaries(self.checkpoint_dir)
+        path = checkpoint_path(self.checkpoint_dir)
+        return load_checkpoint(path) if path.is_file() else None
+
+    def _model_from_state(self, state: dict[str, torch.Tensor], path: Path,
+                          mismatch: str | None = None) -> MultimodalModel:
+        """The model of these settings holding ``state``; a DSSLError (``mismatch`` if given)
+        when keys or shapes differ."""
+        model = self._new_model()
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise DSSLError(
+                mismatch or f"{path} does not match the model architecture of its settings ("
+                f"{str(exc).splitlines()[0]})"
+            ) from exc
+        return model.to(self._device)
+
+    def _restore_from(self, checkpoint: Checkpoint, path: Path) -> None:
+        """Seed, feature counts, finished histories and weights from a checkpoint."""
+        try:
+            self.seed_ = int(checkpoint.meta["seed"])
+            self.n_features_in_ = [int(d) for d in checkpoint.meta["n_features_in"]]
+            self.history_ = {str(k): list(v) for k, v in checkpoint.meta["history"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DSSLError(f"{path} is incomplete or invalid ({exc!r})") from exc
+        self._device = resolve_device(self.device)
+        self.model_ = self._model_from_state(checkpoint.model, path)
+
+    def _resume(self, checkpoint: Checkpoint, views: tuple[object, ...]) -> DisentangledSSL:
+        arrays = self.validate_views(views, fitting=True)
+        path = checkpoint_path(self.checkpoint_dir)  # type: ignore[arg-type]
+        check_resumable(checkpoint, path, params=self._run_params(),
+                        fingerprint=data_fingerprint(arrays))
+        self._restore_from(checkpoint, path)
+        names = self._spec().stage_names
+        if checkpoint.stage not in names:
+            raise DSSLError(f"{path} is at stage {checkpoint.stage!r}, which this run lacks")
+        if "cuda_rng" in checkpoint.extra and self._device.type == "cuda":
+            torch.cuda.set_rng_state(checkpoint.extra["cuda_rng"], self._device)
+        if checkpoint.epoch + 1 < self._epochs(checkpoint.stage):
+            self._train(self._prepared(checkpoint.stage, arrays), resume=checkpoint.loop)
+        else:
+            self.history_[checkpoint.stage] = list(checkpoint.loop.history)
+        for name in names[names.index(checkpoint.stage) + 1:]:
+            if self._epochs(name) > 0:
+                self._train(self.prepare_stage(name, arrays))
+        return self
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def transform(self, X1: object, X2: object = None, *more: object,
+                  batch_size: int = 8192) -> Embeddings:
+        """Embed paired rows: ``transform([X1, X2])`` or ``transform(X1, X2)`` returns
+        :class:`Embeddings` with ``shared1``, ``shared2``, ``specific1``, ``specific2``
+        (numpy float32, one row per input row)."""
+        arrays = self.validate_views(_as_views(X1, X2, more, "transform"), fitting=False)
+        model = self.model_.eval()
+        device = next(model.parameters()).device
+        shared: list[list[np.ndarray]] = [[] for _ in arrays]
+        specific: list[list[np.ndarray]] = [[] for _ in arrays]
+        with_specific = model.has_specific and all(
+            name in self.history_ for name in self._spec().reinit)
+        for i, a in enumerate(arrays):
+            for start in range(0, a.shape[0], batch_size):
+                x = apply_scaler(model, i, torch.from_numpy(a[start : start + batch_size])
+                                 .to(device))
+                code = model.shared_embedding(i, x)
+                shared[i].append(code.cpu().numpy())
+                if with_specific:
+                    specific[i].append(model.specific_embedding(i, x, code).cpu().numpy())
+        return Embeddings(
+            [np.concatenate(s) for s in shared],
+            [np.concatenate(s) for s in specific] if with_specific else [],
+            method=self.method,
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """Write the fitted model to a folder (see
+        :func:`~disentangled_ssl.estimator.persistence.save_model`)."""
+        return save_model(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str = "auto",
+             shared_encoders: list[nn.Module] | None = None,
+             specific_encoders: list[nn.Module] | None = None) -> DisentangledSSL:
+        """Load a model written by :meth:`save`, verifying its weights (see
+        :func:`~disentangled_ssl.estimator.persistence.load_model`)."""
+        return load_model(cls, path, device=device, shared_encoders=shared_encoders,
+                          specific_encoders=specific_encoders)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint_dir: str | os.PathLike[str], device: str = "auto"
+                        ) -> DisentangledSSL:
+        """The model as of the last checkpoint in ``checkpoint_dir`` (see
+        :func:`~disentangled_ssl.estimator.persistence.model_from_checkpoint`)."""
+        return model_from_checkpoint(cls, checkpoint_dir, device=device)

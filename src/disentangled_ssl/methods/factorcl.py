@@ -1,0 +1,94 @@
+"""FactorCL (Liang et al., NeurIPS 2023), self-supervised: shared and unique encoders, with
+InfoNCE lower bounds and CLUB upper bounds estimated by cosine critics."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from disentangled_ssl.losses.factorcl import FactorCLLoss
+from disentangled_ssl.methods.base import (
+    MethodSettings,
+    MethodSpec,
+    ModelShape,
+    Stage,
+    halves,
+    one_stage,
+    require_modalities,
+    two_views,
+)
+from disentangled_ssl.nn.encoders import MLP
+from disentangled_ssl.nn.heads import CosineCritic
+from disentangled_ssl.nn.model import MultimodalModel
+
+
+def _frozen_call(critic: nn.Module, a: Tensor, b: Tensor) -> Tensor:
+    """Critic scores with the critic's parameters detached: gradients reach the inputs (the
+    encoders) but not the critic."""
+    params = {k: p.detach() for k, p in critic.named_parameters()}
+    return functional_call(critic, params, (a, b))
+
+
+class FactorCLObjective(nn.Module):
+    """FactorCL: shared encoders ``model.shared``, unique encoders ``model.specific`` (reading
+    ``x_i`` alone), and the critics in ``model.extra``: ``shared_nce``, ``shared_club``
+    (conditional), ``unique_self`` (one per modality), ``unique_club`` and ``unique_cond``.
+    Two augmented views per modality; the second plays FactorCL's X_i'."""
+
+    def __init__(self, model: MultimodalModel, augment: nn.Module, loss: FactorCLLoss) -> None:
+        super().__init__()
+        self.model, self.augment, self.loss = model, augment, loss
+
+    def forward(self, *xs: Tensor) -> dict[str, Tensor]:
+        require_modalities("factorcl", len(xs))
+        batch = xs[0].shape[0]
+        views = [two_views(self.augment, x) for x in xs]
+        s = [halves(self.model.shared_embedding(i, v), batch) for i, v in enumerate(views)]
+        u = [halves(self.model.specific_embedding(i, v), batch) for i, v in enumerate(views)]
+        s_cond = [torch.cat(pair, dim=1) for pair in s]  # [S_i, S_i']
+        u_cond = [torch.cat(pair, dim=1) for pair in u]
+        critics = self.model.extra
+        return self.loss(
+            shared_nce=critics["shared_nce"](s[0][0], s[1][0]),
+            shared_club_cond=_frozen_call(critics["shared_club"], s_cond[0], s_cond[1]),
+            unique_self_nce=[critics["unique_self"][i](u[i][0], u[i][1]) for i in range(2)],
+            unique_club=_frozen_call(critics["unique_club"], u[0][0], u[1][0]),
+            unique_nce_cond=critics["unique_cond"](u_cond[0], u_cond[1]),
+            critic_scores=[
+                critics["shared_club"](s_cond[0].detach(), s_cond[1].detach()),
+                critics["unique_club"](u[0][0].detach(), u[1][0].detach()),
+            ],
+        )
+
+
+def build_model(shape: ModelShape) -> MultimodalModel:
+    """Shared and unique MLP encoders (unique read ``x_i`` alone) plus FactorCL's critics."""
+    require_modalities("factorcl", len(shape.in_dims))
+    h, layers = shape.hidden_dim, shape.n_hidden_layers
+    c, u = shape.shared_dim, shape.specific_dim
+    return MultimodalModel(
+        shape.in_dims, c, u, h, layers,
+        specific_encoders=[MLP(d, u, h, layers) for d in shape.in_dims],
+        condition_specific_on_shared=False,
+        extra_modules={
+            "shared_nce": CosineCritic(c, c),
+            "shared_club": CosineCritic(2 * c, 2 * c),
+            "unique_self": nn.ModuleList([CosineCritic(u, u) for _ in shape.in_dims]),
+            "unique_club": CosineCritic(u, u),
+            "unique_cond": CosineCritic(2 * u, 2 * u),
+        },
+    )
+
+
+def build_stages(model: MultimodalModel, augment: nn.Module, settings: MethodSettings
+                 ) -> list[Stage]:
+    return one_stage("factorcl", FactorCLObjective(model, augment, FactorCLLoss()),
+                     model, settings)
+
+
+SPEC = MethodSpec(
+    name="factorcl", title="FactorCL", citation="Liang et al., NeurIPS 2023", dials=(),
+    default_alpha=None, has_specific=True, build_model=build_model, build_stages=build_stages,
+    stage_names=("factorcl",),
+)
