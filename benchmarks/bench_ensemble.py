@@ -33,7 +33,7 @@ from _common import (
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
 from disentangled_ssl.experiments.paper import PAPER_BETAS, PAPER_LAMBDAS
-from disentangled_ssl.training.ensemble import fit_shared_grid, fit_specific_grid
+from disentangled_ssl.estimator import fit_shared_grid, fit_specific_grid
 
 
 def _gap(members: list[DisentangledSSL], singles: list[DisentangledSSL]) -> tuple[float, float]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-import disentangled_ssl.estimator.estimator as estimator_module
+import disentangled_ssl.estimator.checkpointing as estimator_module
 import disentangled_ssl.training.checkpoint as ckpt
 from disentangled_ssl import DisentangledSSL, make_synthetic
 from disentangled_ssl._errors import DSSLError, TrainingDivergedError

@@ -21,7 +21,7 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from disentangled_ssl._errors import DSSLError, TrainingDivergedError
+from disentangled_ssl._errors import DSSLError
 from disentangled_ssl._validation import (
     check_constant_columns,
     check_nonnegative,
@@ -30,6 +30,12 @@ from disentangled_ssl._validation import (
 )
 from disentangled_ssl.data.augment import VectorAugment
 from disentangled_ssl.data.scaling import apply_scaler, attach_scaler, fit_scaler
+from disentangled_ssl.estimator.checkpointing import (
+    checkpoint_to_resume,
+    refuse_existing_checkpoint,
+    resume_fit,
+    train_with_checkpoints,
+)
 from disentangled_ssl.estimator.embeddings import Embeddings
 from disentangled_ssl.estimator.persistence import load_model, model_from_checkpoint, save_model
 from disentangled_ssl.methods import (
@@ -45,26 +51,11 @@ from disentangled_ssl.nn.custom import (
     ENCODER_PARAMS,
     as_encoder_input,
     check_encoders,
-    json_safe_params,
     n_flat_features,
 )
 from disentangled_ssl.nn.model import MultimodalModel
-from disentangled_ssl.training.checkpoint import (
-    Checkpoint,
-    check_resumable,
-    checkpoint_path,
-    data_fingerprint,
-    load_checkpoint,
-    remove_stale_temporaries,
-    save_checkpoint,
-)
-from disentangled_ssl.training.loop import (
-    LoopState,
-    TrainConfig,
-    resolve_device,
-    rng_fork,
-    train_stage,
-)
+from disentangled_ssl.training.checkpoint import data_fingerprint
+from disentangled_ssl.training.loop import LoopState, TrainConfig, resolve_device, rng_fork
 
 
 class PreparedStage(NamedTuple):
@@ -386,16 +377,13 @@ class DisentangledSSL(BaseEstimator):
         if gather and not spec.supports_gather:
             raise DSSLError(f"method {self.method!r} cannot train data-parallel; use "
                             f"{DEFAULT_METHOD!r} or a single process")
-        if name in spec.reinit:
-            arrays = self._continue(name, views)
-        else:
-            arrays = self._start(views)
+        arrays = self._continue(name, views) if name in spec.reinit else self._start(views)
         return self._prepared(name, arrays, gather)
 
     def _start(self, views: tuple[object, ...] | list[object]) -> list[np.ndarray]:
         """Validate, seed, and build a fresh model of the method; returns the arrays."""
         arrays = self.validate_views(views, fitting=True)
-        self._refuse_existing_checkpoint()
+        refuse_existing_checkpoint(self)
         self.seed_ = (
             int(self.random_state) if self.random_state is not None
             else int(np.random.SeedSequence().entropy % (2**31))
@@ -464,9 +452,9 @@ class DisentangledSSL(BaseEstimator):
             TrainingDivergedError: a loss term became NaN/inf; the last good checkpoint is kept.
         """
         views = _as_views(X1, X2, more, "fit")
-        checkpoint = self._checkpoint_to_resume(resume)
+        checkpoint = checkpoint_to_resume(self, resume)
         if checkpoint is not None:
-            return self._resume(checkpoint, views)
+            return resume_fit(self, checkpoint, views)
         for name in self._spec().stage_names:
             epochs = self._epochs(name)
             if name in self._spec().reinit and epochs == 0:
@@ -512,73 +500,11 @@ class DisentangledSSL(BaseEstimator):
         other.set_params(**params)
         return other
 
-    # ------------------------------------------------------------------ checkpoints
-    #: Parameters that may differ between a run and its resumption.
-    _RESUME_MAY_DIFFER = ("device", "verbose", "checkpoint_dir")
-
-    def _run_params(self) -> dict[str, object]:
-        return {k: v for k, v in json_safe_params(self.get_params()).items()
-                if k not in self._RESUME_MAY_DIFFER}
-
-    def _checkpoint_writer(self, name: str, data_hash: str):
-        """A callback writing the loop state after every epoch, or None without a folder."""
-        if self.checkpoint_dir is None:
-            return None
-        path = checkpoint_path(self.checkpoint_dir)
-        meta = {
-            "params": self._run_params(), "seed": self.seed_,
-            "n_features_in": list(self.n_features_in_), "data": data_hash,
-            "history": {k: v for k, v in self.history_.items() if k != name},
-        }
-
-        def write(state: LoopState) -> None:
-            extra = ({"cuda_rng": torch.cuda.get_rng_state(self._device)}
-                     if self._device.type == "cuda" else {})
-            save_checkpoint(path, Checkpoint(name, state, self.model_.state_dict(), meta, extra))
-
-        return write
-
+    # ------------------------------------------------------------------ training
     def _train(self, prepared: PreparedStage, resume: LoopState | None = None) -> None:
-        """Train a prepared stage through the one loop into ``history_``, writing a
-        checkpoint after every epoch when ``checkpoint_dir`` is set."""
-        stage, data, config = prepared
-        writer = self._checkpoint_writer(stage.name, self._data_hash)
-        try:
-            self.history_[stage.name] = train_stage(stage, data, config, resume=resume,
-                                                    on_epoch_end=writer)
-        except TrainingDivergedError as exc:
-            if self.checkpoint_dir is None or not checkpoint_path(self.checkpoint_dir).is_file():
-                raise
-            path = checkpoint_path(self.checkpoint_dir)
-            last = load_checkpoint(path)  # verified: the kept file is loadable
-            raise TrainingDivergedError(
-                f"{exc}. The last good checkpoint (stage {last.stage!r}, epoch "
-                f"{last.epoch + 1}) is kept in {path}; "
-                f"DisentangledSSL.from_checkpoint({os.fspath(self.checkpoint_dir)!r}) loads it"
-            ) from exc
-
-    def _refuse_existing_checkpoint(self) -> None:
-        if self.checkpoint_dir is None:
-            return
-        path = checkpoint_path(self.checkpoint_dir)
-        if path.exists():
-            raise DSSLError(
-                f"{path} holds the checkpoint of an earlier run; pass resume=True (CLI: "
-                "--resume) to continue it, or delete it (CLI: --overwrite) to start again"
-            )
-
-    def _checkpoint_to_resume(self, resume: bool) -> Checkpoint | None:
-        if not resume:
-            return None
-        self.validate_params()
-        if self.checkpoint_dir is None:
-            raise DSSLError(
-                "resume=True needs checkpoint_dir, the folder of the run to continue "
-                "(CLI: --checkpoint-dir DIR --resume)"
-            )
-        remove_stale_temporaries(self.checkpoint_dir)
-        path = checkpoint_path(self.checkpoint_dir)
-        return load_checkpoint(path) if path.is_file() else None
+        """Train a prepared stage through the one loop into ``history_`` (checkpointed after
+        every epoch when ``checkpoint_dir`` is set)."""
+        train_with_checkpoints(self, prepared, resume)
 
     def _model_from_state(self, state: dict[str, torch.Tensor], path: Path,
                           mismatch: str | None = None) -> MultimodalModel:
@@ -593,37 +519,6 @@ class DisentangledSSL(BaseEstimator):
                 f"{str(exc).splitlines()[0]})"
             ) from exc
         return model.to(self._device)
-
-    def _restore_from(self, checkpoint: Checkpoint, path: Path) -> None:
-        """Seed, feature counts, finished histories and weights from a checkpoint."""
-        try:
-            self.seed_ = int(checkpoint.meta["seed"])
-            self.n_features_in_ = [int(d) for d in checkpoint.meta["n_features_in"]]
-            self.history_ = {str(k): list(v) for k, v in checkpoint.meta["history"].items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise DSSLError(f"{path} is incomplete or invalid ({exc!r})") from exc
-        self._device = resolve_device(self.device)
-        self.model_ = self._model_from_state(checkpoint.model, path)
-
-    def _resume(self, checkpoint: Checkpoint, views: tuple[object, ...]) -> DisentangledSSL:
-        arrays = self.validate_views(views, fitting=True)
-        path = checkpoint_path(self.checkpoint_dir)  # type: ignore[arg-type]
-        check_resumable(checkpoint, path, params=self._run_params(),
-                        fingerprint=data_fingerprint(arrays))
-        self._restore_from(checkpoint, path)
-        names = self._spec().stage_names
-        if checkpoint.stage not in names:
-            raise DSSLError(f"{path} is at stage {checkpoint.stage!r}, which this run lacks")
-        if "cuda_rng" in checkpoint.extra and self._device.type == "cuda":
-            torch.cuda.set_rng_state(checkpoint.extra["cuda_rng"], self._device)
-        if checkpoint.epoch + 1 < self._epochs(checkpoint.stage):
-            self._train(self._prepared(checkpoint.stage, arrays), resume=checkpoint.loop)
-        else:
-            self.history_[checkpoint.stage] = list(checkpoint.loop.history)
-        for name in names[names.index(checkpoint.stage) + 1:]:
-            if self._epochs(name) > 0:
-                self._train(self.prepare_stage(name, arrays))
-        return self
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

@@ -29,6 +29,7 @@ from torch import nn
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl._version import __version__
+from disentangled_ssl.estimator.checkpointing import restore_from
 from disentangled_ssl.nn.custom import check_same_encoders, json_safe_params
 from disentangled_ssl.training.checkpoint import checkpoint_path, load_checkpoint
 from disentangled_ssl.training.loop import resolve_device
@@ -223,7 +224,7 @@ def model_from_checkpoint(cls: type[DisentangledSSL], checkpoint_dir: str | os.P
         est.validate_params()
     except (KeyError, TypeError, ValueError) as exc:
         raise DSSLError(f"{path} is incomplete or invalid ({exc!r})") from exc
-    est._restore_from(checkpoint, path)
+    restore_from(est, checkpoint, path)
     est.history_[checkpoint.stage] = list(checkpoint.loop.history)
     est.model_.eval()
     return est

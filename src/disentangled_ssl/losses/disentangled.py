@@ -9,7 +9,12 @@ from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.losses._checks import check_dial, check_temperature
-from disentangled_ssl.losses.functional import alignment, info_nce, orthogonality, world
+from disentangled_ssl.losses.functional import (
+    alignment,
+    info_nce,
+    orthogonality,
+    rank_and_world,
+)
 from disentangled_ssl.losses.fused import other_codes, specific_terms_summed
 
 
@@ -87,7 +92,7 @@ class SpecificLoss(nn.Module):
         n_mod = len(specific)
         if n_mod < 2 or len(shared) != n_mod:
             raise DSSLError("SpecificLoss needs specific and shared views for >= 2 modalities")
-        if (self.gather and world()[1] > 1) or any(
+        if (self.gather and rank_and_world()[1] > 1) or any(
                 c.requires_grad for pair in shared for c in pair):
             return self._composed(specific, shared, other_codes(shared))
         nce, ortho = specific_terms_summed(specific, shared, self.temperature)

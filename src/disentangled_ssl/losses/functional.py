@@ -15,7 +15,7 @@ from torch import Tensor
 from disentangled_ssl.losses import fused
 
 
-def world() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
     """(rank, world size) of the initialised torch.distributed group, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -28,7 +28,7 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        rank, world = world()
+        rank, world = rank_and_world()
         parts = [torch.empty_like(x) for _ in range(world)]
         torch.distributed.all_gather(parts, x.contiguous())
         ctx.rows = (rank * x.shape[0], (rank + 1) * x.shape[0])
@@ -79,7 +79,7 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.07, *, gather: bool = 
     Returns:
         Scalar tensor.
     """
-    rank, world = world() if gather else (0, 1)
+    rank, world = rank_and_world() if gather else (0, 1)
     if world > 1:
         a_all, b_all = _GatherRows.apply(a), _GatherRows.apply(b)
         target = torch.arange(a.shape[0], device=a.device) + rank * a.shape[0]
@@ -115,7 +115,7 @@ def orthogonality(specific: Tensor, shared: Tensor, *, gather: bool = False) -> 
         orthogonal (over the batch) to every shared dimension.
     """
     cross = F.normalize(specific, dim=-1).T @ F.normalize(shared, dim=-1)
-    if gather and world()[1] > 1:
+    if gather and rank_and_world()[1] > 1:
         cross = _SumOverProcesses.apply(cross)
     return torch.linalg.matrix_norm(cross)
 
