@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.training.loop import Stage, resolve_device, train_stage
+from disentangled_ssl.training.loop import Stage, resolve_device
 
 __all__ = [
     "DataParallelObjective",

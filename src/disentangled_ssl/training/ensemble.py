@@ -55,9 +55,9 @@ import torch
 from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.losses.functional import alignment
 from disentangled_ssl.losses.fused import info_nce as fused_info_nce
 from disentangled_ssl.losses.fused import specific_terms_summed
-from disentangled_ssl.losses.functional import alignment
 from disentangled_ssl.methods.base import augment_each, pair_average, posterior_samples, two_views
 from disentangled_ssl.methods.dssl import SharedObjective, SpecificObjective
 from disentangled_ssl.training.loop import LoopState, Stage, TrainConfig, train_stage
