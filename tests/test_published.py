@@ -9,13 +9,13 @@ import pytest
 from disentangled_ssl import DSSLError
 from disentangled_ssl.data.published import (
     affect_labels,
-    by_group_retrieval,
     drug_split,
     read_infocore_cp,
     read_infocore_ge,
     read_multibench_affect,
     safe_load_pickle,
 )
+from disentangled_ssl.evaluation.retrieval import by_group_retrieval
 
 
 def dump(path, obj):

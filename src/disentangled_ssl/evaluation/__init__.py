@@ -1,6 +1,6 @@
 """Evaluation: linear probes and cross-modal retrieval."""
 
 from disentangled_ssl.evaluation.probe import linear_probe
-from disentangled_ssl.evaluation.retrieval import retrieval_metrics
+from disentangled_ssl.evaluation.retrieval import by_group_retrieval, retrieval_metrics
 
-__all__ = ["linear_probe", "retrieval_metrics"]
+__all__ = ["by_group_retrieval", "linear_probe", "retrieval_metrics"]

@@ -51,3 +51,25 @@ def retrieval_metrics(
     out = {f"top{k}": float((rank <= k).double().mean()) for k in ks}
     out["mrr"] = float((1.0 / rank).mean())
     return out
+
+
+def by_group_retrieval(queries: np.ndarray, items: np.ndarray, groups: np.ndarray,
+                       min_size: int = 20, ks: tuple[int, ...] = (1, 5, 10)
+                       ) -> dict[str, float]:
+    """InfoCORE's "by batch" retrieval: within each group (batch / plate) of more than
+    ``min_size`` items, rank that group's items for each of its queries; average over all
+    queries (weighted by group size). Query = phenotype, items = molecules."""
+    groups = np.asarray(groups).astype(str)
+    totals: dict[str, float] = {}
+    count = 0
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        if rows.size <= min_size:
+            continue
+        metrics = retrieval_metrics(queries[rows], items[rows], ks=ks)
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + v * rows.size
+        count += rows.size
+    if count == 0:
+        raise DSSLError(f"no group has more than {min_size} items")
+    return {k: v / count for k, v in totals.items()}

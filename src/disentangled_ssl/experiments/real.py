@@ -244,7 +244,8 @@ def run_infocore(data: MultimodalData, config: RealBenchmarkConfig,
     the training items, then on all held-out items top-1/5/10 and MRR of phenotype queries
     against molecule candidates, over the whole held-out pool and within batches of more
     than ``min_group`` items; with CCA and random references."""
-    from disentangled_ssl.data.published import by_group_retrieval, drug_split
+    from disentangled_ssl.data.published import drug_split
+    from disentangled_ssl.evaluation.retrieval import by_group_retrieval
 
     train_idx, held_idx = drug_split(data.labels["drug"], train_fraction, seed=0)
     train, held = data.subset(train_idx), data.subset(held_idx)
