@@ -33,7 +33,6 @@ __all__ = [
     "AFFECT_DATASETS",
     "CORE_CELL_LINES",
     "affect_labels",
-    "by_group_retrieval",
     "drug_split",
     "read_infocore_cp",
     "read_infocore_ge",
