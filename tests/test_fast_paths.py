@@ -108,3 +108,25 @@ def test_fused_adam_matches_the_default_adam():
         weights.append(obj.net.weight.detach().clone())
         assert history[-1]["loss"] < history[0]["loss"]
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fused_losses_run_half_precision_inputs_in_float32(dtype):
+    """Raw half-precision inputs (outside autocast) would underflow the kernels' exp shifts;
+    they are upcast, so the value is the float32 value of the rounded inputs, and gradients
+    come back in the inputs' dtype."""
+    from disentangled_ssl.losses.fused import info_nce, specific_terms
+
+    torch.manual_seed(0)
+    a = F.normalize(torch.randn(32, 8), dim=-1).to(dtype).requires_grad_()
+    b = F.normalize(torch.randn(32, 8), dim=-1).to(dtype)
+    value = info_nce(a, b, 0.07)
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    torch.testing.assert_close(value, info_nce(a.detach().float(), b.float(), 0.07))
+    value.backward()
+    assert a.grad.dtype == dtype and torch.isfinite(a.grad.float()).all()
+    codes = [torch.randn(32, 6).to(dtype) for _ in range(6)]
+    nce, ortho = specific_terms(*codes, 0.07)
+    reference = specific_terms(*[c.float() for c in codes], 0.07)
+    torch.testing.assert_close(nce, reference[0])
+    torch.testing.assert_close(ortho, reference[1])

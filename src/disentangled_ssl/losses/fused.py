@@ -174,6 +174,15 @@ class _InfoNCE(torch.autograd.Function):
         return grad_a, grad_b, None, None
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _needs_float32(device_type: str, *tensors: Tensor) -> bool:
+    """The analytic kernels assume float32/float64 ranges (exp shifts up to e^±80): under
+    autocast or on half-precision inputs they run in float32."""
+    return torch.is_autocast_enabled(device_type) or any(t.dtype in _HALF for t in tensors)
+
+
 def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
     """Symmetric InfoNCE per leading index: (..., B, D), (..., B, D) -> (...).
 
@@ -183,7 +192,7 @@ def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
     and on accelerators (no host sync), they are computed separately.
     """
     device_type = a.device.type
-    if torch.is_autocast_enabled(device_type):
+    if _needs_float32(device_type, a, b):
         with torch.autocast(device_type, enabled=False):
             return info_nce(a.float(), b.float(), temperature)
     shift = None
@@ -216,8 +225,8 @@ def specific_terms(spec_a: Tensor, spec_b: Tensor, own_a: Tensor, own_b: Tensor,
         normalise([s_b, o_b]), τ)`` and ``(‖ŝ_aᵀ ĉ_a‖_F + ‖ŝ_bᵀ ĉ_b‖_F) / 2``.
     """
     device_type = spec_a.device.type
-    if torch.is_autocast_enabled(device_type):
-        # Mixed precision: the loss runs in float32 (small products, softmax-heavy).
+    if _needs_float32(device_type, spec_a, spec_b, own_a, own_b, other_a, other_b):
+        # Mixed or half precision: the loss runs in float32 (small products, softmax-heavy).
         with torch.autocast(device_type, enabled=False):
             tensors = [t.float() for t in (spec_a, spec_b, own_a, own_b, other_a, other_b)]
             return _SpecificTerms.apply(*tensors, float(temperature))
