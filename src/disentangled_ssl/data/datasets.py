@@ -26,7 +26,7 @@ import torch
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.data.readers import MultimodalData
-from disentangled_ssl.data.synthetic import _label_mlp
+from disentangled_ssl.data.synthetic import label_mlp
 
 __all__ = [
     "DATASETS",
@@ -247,7 +247,7 @@ def make_synthetic_multimodal(
     labels: dict[str, np.ndarray] = {}
     latents = [("yc", zc)] + [(f"y{i + 1}", z) for i, z in enumerate(private)]
     for k, (name, latent) in enumerate(latents):
-        net = _label_mlp(latent.shape[1], 100, seed=seed * 1000 + k)
+        net = label_mlp(latent.shape[1], 100, seed=seed * 1000 + k)
         with torch.no_grad():
             score = net(torch.from_numpy(latent).float()).numpy().astype(np.float64).ravel()
         score = score + rng.normal(0.0, label_noise, score.shape)

@@ -62,7 +62,7 @@ class PairedData:
         return self.subset(order[:n_train]), self.subset(order[n_train:])
 
 
-def _label_mlp(in_dim: int, hidden_dim: int, seed: int) -> torch.nn.Sequential:
+def label_mlp(in_dim: int, hidden_dim: int, seed: int) -> torch.nn.Sequential:
     """A frozen random 2-layer ReLU MLP built exactly as the authors' generator builds it:
     ``torch.manual_seed(seed)``, PyTorch's default Linear init, then Xavier-uniform weights.
     The global torch RNG is restored afterwards."""
@@ -99,7 +99,8 @@ def make_synthetic(
         variance: per-dimension variance of every latent (the paper uses 0.5).
         label_hidden_dim: hidden width of the random label MLPs.
         label_noise: std of the Gaussian noise added before thresholding.
-        seed: seeds the latents, the mixing matrices and the label MLPs.
+        seed: seeds the latents and the mixing matrices (the label MLPs are always seeded
+            0, 1, 2, as in the authors' generator).
 
     Returns:
         :class:`PairedData` with ``x1`` (n, x_dim1), ``x2`` (n, x_dim2) float32, labels
@@ -140,7 +141,7 @@ def make_synthetic(
 
     labels: dict[str, np.ndarray] = {}
     for k, (name, latent) in enumerate(zip(LABEL_NAMES, (z1, zs, z2))):
-        net = _label_mlp(latent.shape[1], label_hidden_dim, seed=k)
+        net = label_mlp(latent.shape[1], label_hidden_dim, seed=k)
         score = net(torch.from_numpy(latent).float()).numpy().astype(np.float64)
         score = score + rng.normal(0.0, label_noise, score.shape)
         prob = 1.0 / (1.0 + np.exp(-score))
