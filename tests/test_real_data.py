@@ -140,10 +140,16 @@ def test_custom_encoder_parameter_errors(small_data):
     with pytest.raises(DSSLError, match=r"shared_encoders\[1\] is a str, not a torch.nn.Module"):
         DisentangledSSL(shared_encoders=[nn.Linear(16, 8), "mlp"]).fit(small_data.x1,
                                                                       small_data.x2)
-    with pytest.raises(DSSLError, match=r"custom encoders are supported for "
-                       r"method='disentangled_ssl', not 'clip'"):
-        DisentangledSSL(method="clip", shared_encoders=[nn.Linear(16, 8)] * 2).fit(
+    with pytest.raises(DSSLError, match=r"custom encoders are supported for methods "
+                       r"clip, simclr, joint, focal, disentangled_ssl, not 'dmvae'"):
+        DisentangledSSL(method="dmvae", shared_encoders=[nn.Linear(16, 8)] * 2).fit(
             small_data.x1, small_data.x2)
+    # The methods built on the standard model take them like DisentangledSSL does.
+    clip = DisentangledSSL(**{**TINY, "shared_dim": 3}, method="clip", epochs=1,
+                           shared_encoders=[nn.Linear(16, 3), nn.Linear(16, 3)])
+    emb = clip.fit([small_data.x1, small_data.x2]).transform([small_data.x1, small_data.x2])
+    assert emb.shared1.shape == (small_data.x1.shape[0], 3)
+    assert isinstance(clip.model_.shared[0], nn.Linear)
     images = np.zeros((64, 1, 8, 4), dtype=np.float32)
     with pytest.raises(DSSLError, match=r"X1 must be 2-D .* or pass a custom encoder"):
         DisentangledSSL(**TINY).fit(images, images)

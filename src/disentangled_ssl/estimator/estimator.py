@@ -127,7 +127,8 @@ class DisentangledSSL(BaseEstimator):
             specific: -> (B, specific_dim)); inputs may then be N-D (e.g. images
             (n, C, H, W)). Deep-copied at every fit (the objects passed in are never trained
             and start each fit from their current weights); ``load`` needs them passed again.
-            method='disentangled_ssl' only. See ``docs/real-data.md``.
+            Methods disentangled_ssl, clip, simclr, joint and focal. See
+            ``docs/real-data.md``.
         condition_specific_on_shared: feed ``[x_i.flatten(), shared_i(x_i)]`` to the specific
             encoder (the authors' choice); set False for a custom specific encoder that
             reads the raw input (e.g. a CNN).
@@ -147,8 +148,8 @@ class DisentangledSSL(BaseEstimator):
         >>> from disentangled_ssl import DisentangledSSL, make_synthetic
         >>> data = make_synthetic(n_samples=512, seed=0)
         >>> est = DisentangledSSL(shared_epochs=1, specific_epochs=1, random_state=0,
-        ...                       verbose=False).fit(data.x1, data.x2)
-        >>> est.transform(data.x1, data.x2).specific1.shape
+        ...                       verbose=False).fit([data.x1, data.x2])
+        >>> est.transform([data.x1, data.x2]).specific1.shape
         (512, 100)
     """
 
