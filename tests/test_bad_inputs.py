@@ -396,7 +396,9 @@ CASES = [
          ["evaluate", "--model", "{tmp}/m", "--data", "{base}/data.npz", "--out",
           "{tmp}/metrics.json"],
          lambda tmp, base: DisentangledSSL.load(tmp / "m"),
-         "{tmp}/m/model.safetensors is not a readable safetensors file: {ANY}"),
+         "{tmp}/m/model.safetensors is damaged or not the file this model saved: its SHA-256 "
+         "differs from the one recorded in {tmp}/m/config.json; save the model again or restore "
+         "the file"),
     Case("checkpoint_tampered", _tampered_checkpoint, _fit_argv(x1="{base}/ok1.npy")
          + ["--resume"],
          lambda tmp, base: DisentangledSSL.from_checkpoint(tmp / "ck"),

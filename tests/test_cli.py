@@ -107,3 +107,14 @@ def test_fit_bf16_on_a_cpu_without_bf16_prints_one_warning_line(workdir, tmp_pat
         "AMX): bfloat16 is emulated there and training runs several times slower than float32; "
         "leave bf16 off on this device"
     ]
+
+
+def test_every_command_module_registers_its_commands_in_order():
+    from disentangled_ssl.cli import build_parser
+    from disentangled_ssl.cli.main import COMMAND_MODULES
+
+    assert [m.rsplit(".", 1)[1] for m in COMMAND_MODULES] == [
+        "fit", "reproduce", "compare", "sweep", "benchmark"]
+    commands = list(build_parser()._subparsers._group_actions[0].choices)
+    assert commands[:6] == ["generate", "fit", "transform", "evaluate", "reproduce", "compare"]
+    assert {"sweep", "select", "benchmark"} <= set(commands[6:])

@@ -18,7 +18,11 @@ import torch.multiprocessing as mp
 from disentangled_ssl.data.augment import VectorAugment
 from disentangled_ssl.losses import SharedLoss, SpecificLoss
 from disentangled_ssl.methods import MethodSettings
-from disentangled_ssl.methods.dssl import SharedObjective, SpecificObjective, build_stages
+from disentangled_ssl.methods.dssl import (
+    SharedObjective,
+    SpecificObjective,
+    build_stages,
+)
 from disentangled_ssl.nn.model import MultimodalModel
 from disentangled_ssl.training import Stage, TrainConfig, train_stage
 from disentangled_ssl.training.distributed import (
@@ -49,7 +53,8 @@ def _stages(gather: bool = False) -> tuple[MultimodalModel, list[Stage]]:
     shared = Stage("shared", SharedObjective(model, augment, SharedLoss(beta=1.0, gather=gather),
                                              kappa=None),
                    trainable=[model.shared], epochs=2)
-    specific = Stage("specific", SpecificObjective(model, augment, SpecificLoss(lam=2.0, gather=gather)),
+    specific_loss = SpecificLoss(lam=2.0, gather=gather)
+    specific = Stage("specific", SpecificObjective(model, augment, specific_loss),
                      trainable=[model.specific], frozen=[model.shared], epochs=2)
     return model, [shared, specific]
 

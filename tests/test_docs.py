@@ -36,3 +36,32 @@ def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch):
     assert abs(specific1["y2"] - 0.5) < 0.05, specific1
     assert (tmp_path / "my_model" / "config.json").is_file()
     assert (tmp_path / "my_model" / "model.safetensors").is_file()
+
+
+def _command_lines(text: str) -> list[list[str]]:
+    """The ``dssl`` (or ``-m disentangled_ssl.cli``) command lines of the ```bash blocks, as
+    argument lists after the program name (continuations joined, comments dropped)."""
+    import shlex
+
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if words and words[0].endswith("dssl"):
+                    commands.append(words[1:])
+                elif "disentangled_ssl.cli" in words:
+                    commands.append(words[words.index("disentangled_ssl.cli") + 1:])
+    return commands
+
+
+def test_readme_command_lines_parse():
+    """Every command line the README shows is accepted by today's parser, verbatim."""
+    from disentangled_ssl.cli import build_parser
+
+    commands = _command_lines(README.read_text())
+    assert len(commands) >= 12, commands
+    assert any(c[:2] == ["fit", "--distributed"] for c in commands), commands
+    parser = build_parser()
+    for argv in commands:
+        parser.parse_args(argv)  # argparse exits (fails the test) on a stale flag

@@ -169,14 +169,20 @@ def test_reproduce_synthetic_batched_gives_the_one_by_one_results(tmp_path):
 
 @pytest.mark.parametrize("batched", [False, True])
 def test_reproduce_synthetic_two_workers_gives_the_one_process_results(tmp_path, batched):
-    from disentangled_ssl.experiments.synthetic import SyntheticConfig, _units, run_synthetic
+    from disentangled_ssl.experiments.engine import plan_tasks
+    from disentangled_ssl.experiments.synthetic import (
+        SyntheticConfig,
+        run_synthetic,
+        synthetic_grid,
+    )
 
     config = dict(n_samples=800, shared_epochs=1, specific_epochs=1, betas=(0.0, 1.0, 10.0),
                   step2_betas=(1.0,), lambdas=(0.0, 1.0), seeds=(0,), batch_size=64,
                   device="cpu", batched=batched)
     one = run_synthetic(SyntheticConfig(**config), tmp_path / "one", progress=False)
     two_config = SyntheticConfig(**config, workers=2)
-    units = _units(two_config)
+    tasks = plan_tasks(synthetic_grid(two_config).units(), batched=batched, workers=2)
+    units = [(task[0].seed, tuple(u.dials["beta"] for u in task)) for task in tasks]
     # Batched with one seed and two workers: the β grid is cut in two, the step-2 β alone
     # in the heavier chunk; one by one: one unit per β, the step-2 β first.
     assert units == ([(0, (1.0,)), (0, (0.0, 10.0))] if batched

@@ -10,8 +10,6 @@ import pytest
 import torch
 
 from disentangled_ssl import DisentangledSSL, DSSLError, linear_probe, make_synthetic
-from disentangled_ssl.methods.factorcl import FactorCLObjective
-from disentangled_ssl.methods.joint import JointOptObjective
 from disentangled_ssl.data.augment import VectorAugment
 from disentangled_ssl.losses import (
     CLIPLoss,
@@ -26,6 +24,8 @@ from disentangled_ssl.losses import (
     product_of_experts,
 )
 from disentangled_ssl.methods import ModelShape, get_method, method_names
+from disentangled_ssl.methods.factorcl import FactorCLObjective
+from disentangled_ssl.methods.joint import JointOptObjective
 
 I2 = torch.eye(2)
 P2 = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
