@@ -16,11 +16,11 @@ from disentangled_ssl.data.synthetic import PairedData
 from disentangled_ssl.experiments.compare import (
     CSV_FIELDS,
     CompareConfig,
-    aggregate_compare,
     plan,
     run_compare,
     summary_table,
 )
+from disentangled_ssl.experiments.results import configs
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -74,23 +74,25 @@ def test_plan_errors_name_the_problem(config, message):
 
 
 # ------------------------------------------------------------------ aggregation, claim check
-def _rows(method, dial, value, y1s, ycs):
+def _rows(method, dials, y1s, ycs):
+    """Tidy rows (the engine's schema) of one setting's specific1 probes, one seed each."""
     rows = []
     for seed, (y1, yc) in enumerate(zip(y1s, ycs)):
         for label, acc in (("y1", y1), ("yc", yc)):
-            rows.append({"method": method, "dial": dial, "dial_value": value,
-                         "settings": json.dumps({dial: value}), "seed": seed,
-                         "representation": "specific1", "label": label, "accuracy": acc,
-                         "train_seconds": 1.0})
+            rows.append({"key": f"{method}{dials}{seed}", "stage": "specific",
+                         "beta": dials.get("beta", ""), "lam": dials["lam"],
+                         "method": method, "alpha": dials.get("alpha", ""), "seed": seed,
+                         "representation": "specific1", "label": label, "metric": "accuracy",
+                         "value": acc, "train_seconds": 1.0, "eval_seconds": 0.1})
     return rows
 
 
 def test_aggregate_and_claim_check():
-    rows = (_rows("disentangled_ssl", "lam", 1.0, [0.73, 0.75], [0.56, 0.58])
-            + _rows("joint", "lam", 1.0, [0.73, 0.73], [0.64, 0.66])
-            + _rows("joint", "lam", 10.0, [0.76, 0.78], [0.60, 0.60]))
-    stats = aggregate_compare(rows)
-    mean, std, n = stats[("disentangled_ssl", "lam", 1.0, '{"lam": 1.0}', "specific1", "y1")]
+    rows = (_rows("disentangled_ssl", {"beta": 0.1, "lam": 1.0}, [0.73, 0.75], [0.56, 0.58])
+            + _rows("joint", {"alpha": 1.0, "lam": 1.0}, [0.73, 0.73], [0.64, 0.66])
+            + _rows("joint", {"alpha": 1.0, "lam": 10.0}, [0.76, 0.78], [0.60, 0.60]))
+    stats = {(c.dials["method"], c.dials["lam"]): c for c in configs(rows, "specific")}
+    mean, std, n = stats[("disentangled_ssl", 1.0)].stat("specific1.y1")
     assert (mean, n) == (pytest.approx(0.74), 2) and std == pytest.approx(0.01)
     text = summary_table(rows, CompareConfig(methods=("disentangled_ssl", "joint")))
     assert "| disentangled_ssl | lam=1 | specific1 | 0.740 ± 0.010 | 0.570 ± 0.010 |" in text
@@ -128,11 +130,24 @@ def test_cli_compare_end_to_end(tiny_npz, tmp_path, capsys):
               if r["method"] == "disentangled_ssl" and r["representation"] == "shared"}
     for (seed, label, value), acc in shared.items():
         assert acc == shared[(seed, label, "0.1" if value == "1.0" else value)]
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    trained = [e["event"] for e in events if e["event"].startswith("fit")]
+    # per seed: one step 1 for both λ, two step 2, one fit each of clip and dmvae
+    assert sorted(trained) == ["fit"] * 4 + ["fit_shared"] * 2 + ["fit_specific"] * 4
     assert (out / "figure3b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "run.json").read_text())["n_train"] == 480
     # an existing output folder is refused without --overwrite
     assert main(argv) == 2
     assert "exists and is not empty; pass --overwrite" in capsys.readouterr().err
+    # --overwrite starts afresh: nothing of the earlier run's trials is reused
+    (out / "keep.txt").write_text("a user's file")
+    again = ["compare", "--data", str(tiny_npz), "--methods", "clip", "--seeds", "0,1",
+             "--epochs", "1", "--batch-size", "64", "--device", "cpu", "--quiet", "--out",
+             str(out), "--overwrite"]
+    assert main(again) == 0, capsys.readouterr().err
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert sorted(e["event"] for e in events if e["event"].startswith("fit")) == ["fit"] * 2
+    assert (out / "keep.txt").read_text() == "a user's file"
 
 
 @pytest.mark.parametrize("extra,message", [

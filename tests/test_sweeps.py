@@ -20,11 +20,12 @@ from disentangled_ssl import DSSLError, TrainingDivergedError, make_synthetic
 from disentangled_ssl.cli import main
 from disentangled_ssl.data.io import save_paired
 from disentangled_ssl.estimator import DisentangledSSL
-from disentangled_ssl.sweeps import (
+from disentangled_ssl.experiments import (
     Constraint,
     DataSpec,
     Objective,
     SweepSpec,
+    SweepUnion,
     Target,
     agreement,
     configs,
@@ -34,8 +35,9 @@ from disentangled_ssl.sweeps import (
     run_sweep,
     select,
 )
-from disentangled_ssl.sweeps.results import dial_columns
-from disentangled_ssl.sweeps.store import EventLog
+from disentangled_ssl.experiments.results import dial_columns
+from disentangled_ssl.experiments.store import DirectoryStore, EventLog
+from disentangled_ssl.experiments.trial import run_unit
 
 TINY = {"shared_epochs": 1, "specific_epochs": 1, "batch_size": 64, "hidden_dim": 32,
         "shared_dim": 8, "specific_dim": 8}
@@ -90,6 +92,21 @@ def test_keys_are_stable_and_step1_is_shared_across_lambda(data_file):
     # An extended grid reuses every trial of the smaller one.
     bigger = tiny_spec(data_file, betas=[0.1, 1.0, 10.0])
     assert set(spec.trial_keys()) < set(bigger.trial_keys())
+
+
+def test_a_union_of_grids_trains_each_shared_unit_once(data_file):
+    step1 = tiny_spec(data_file, betas=[0.0, 0.1, 10.0], lambdas=[])
+    step2 = tiny_spec(data_file, betas=[0.1])
+    union = SweepUnion([step1, step2])
+    units = union.units()
+    assert [(u.dials["beta"], u.seed) for u in units] == [
+        (b, s) for b in (0.0, 0.1, 10.0) for s in SEEDS]  # step 1 of β = 0.1 not repeated
+    assert [len(u.specific) for u in units] == [0, 0, 2, 2, 0, 0]
+    # Same keys as the grids on their own: the union shares trials with them.
+    assert set(union.trial_keys()) == set(step1.trial_keys()) | set(step2.trial_keys())
+    assert union.dial_names == ["beta", "lam"]
+    with pytest.raises(DSSLError, match="same data"):
+        SweepUnion([step1, tiny_spec(data_file, data=DataSpec(n_samples=500))])
 
 
 def test_spec_errors_name_the_input(data_file):
@@ -237,6 +254,50 @@ def test_a_diverged_unit_is_reported_and_the_rest_recorded(data_file, tmp_path, 
     assert not list((tmp_path / "failed").glob("*.json"))
 
 
+# ---------------------------------------------------------------------- stale step-1 models
+def test_a_saved_model_of_another_seed_is_reported_then_retrained(data_file, tmp_path):
+    spec = tiny_spec(data_file, betas=[0.1], lambdas=[0.1], seeds=[0])
+    (unit,) = spec.units()
+    train, test = spec.data.load()
+    folder = tmp_path / "models" / unit.key
+    other = DisentangledSSL(**{**unit.params, "random_state": 1, "device": "cpu"})
+    other.fit_shared(train.x1, train.x2).save(folder)
+    events = EventLog(tmp_path / "events.jsonl")
+    reason = "it was trained with seed 1, this unit has seed 0"
+    with pytest.warns(UserWarning, match=f"the saved step-1 model {folder} cannot be reused "
+                      rf"\({reason}\); deleting it and training step 1 again"):
+        outcome = run_unit(unit, (train, test), DirectoryStore(tmp_path),
+                           model_dir=tmp_path / "models", events=events, device="cpu")
+    assert outcome.trained_shared and sorted(outcome.recorded) == sorted(unit.trial_keys)
+    log = events.read()
+    assert [e["event"] for e in log][:2] == ["discard_shared", "fit_shared"]
+    assert (log[0]["unit"], log[0]["folder"], log[0]["reason"]) == (unit.key, str(folder),
+                                                                    reason)
+    assert DisentangledSSL.load(folder).seed_ == 0  # replaced by this unit's own step 1
+
+
+def test_cli_sweep_says_when_a_saved_model_does_not_load(data_file, tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    argv = _cli_sweep_args(data_file, folder, "--workers", "1")
+    argv[argv.index("--betas") + 1], argv[argv.index("--seeds") + 1] = "0.1", "0"
+    assert main(argv) == 0
+    (unit,) = tiny_spec(data_file, betas=[0.1], seeds=[0]).units()
+    (folder / "trials" / f"{unit.specific[0].key}.json").unlink()  # a λ trial left to do
+    model = folder / "models" / unit.key
+    (model / "config.json").write_text("{ not json")  # e.g. a hand-edited or foreign folder
+    n_events = len(EventLog(folder / "events.jsonl").read())
+    capsys.readouterr()
+    assert main(argv) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"dssl: warning: the saved step-1 model {model} cannot be reused (it does not load: ")
+    assert warnings[0].endswith("); deleting it and training step 1 again")
+    resumed = EventLog(folder / "events.jsonl").read()[n_events:]
+    assert [e["event"] for e in resumed][:2] == ["discard_shared", "fit_shared"]
+    assert resumed[0]["folder"] == str(model) and resumed[0]["reason"].startswith(
+        "it does not load: ")
+
+
 # ---------------------------------------------------------------------- parallel kill
 def _cli_sweep_args(data_file: Path, folder: Path, *extra: str) -> list[str]:
     return ["sweep", "--out", str(folder), "--data", str(data_file),
@@ -306,12 +367,24 @@ def test_optuna_two_workers_match_local_engine(data_file, tmp_path, serial_sweep
 
 
 @pytest.mark.optuna
+def test_optuna_runs_a_sweep_over_methods_that_read_different_dials(data_file, tmp_path):
+    pytest.importorskip("optuna")
+    spec = tiny_spec(data_file, betas=[0.1, 10.0], lambdas=[0.1], seeds=[0],
+                     dials={"method": ["disentangled_ssl", "clip"]})  # clip reads no β, no λ
+    local = run_sweep(spec, tmp_path / "local", progress=False)
+    res = run_sweep(spec, tmp_path / "optuna", engine="optuna", progress=False)
+    assert res.complete and res.n_computed == len(spec.trial_keys()) == 2 * 2 + 1
+    assert content(res.rows) == content(local.rows)
+
+
+@pytest.mark.slow  # kills a worker mid-unit and waits for its heartbeat to go stale
+@pytest.mark.optuna
 def test_optuna_dead_worker_unit_is_retried(data_file, tmp_path, serial_sweep):
     pytest.importorskip("optuna")
     folder = tmp_path / "optuna-kill"
     storage = f"sqlite:///{tmp_path / 'kill.db'}"
     code = (
-        "import pickle, sys; from disentangled_ssl.sweeps import run_sweep; "
+        "import pickle, sys; from disentangled_ssl.experiments import run_sweep; "
         f"spec = pickle.loads({pickle.dumps(serial_sweep['spec'])!r}); "
         f"run_sweep(spec, {str(folder)!r}, engine='optuna', storage={storage!r}, "
         "study_name='k', heartbeat=(1, 3), progress=False)")

@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import inspect
 import logging
-import multiprocessing
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from disentangled_ssl._errors import DSSLError, TrainingDivergedError
-from disentangled_ssl.sweeps.spec import DataSpec, SweepSpec, Unit
-from disentangled_ssl.sweeps.store import EventLog
-from disentangled_ssl.sweeps.trial import run_unit
+from disentangled_ssl.experiments.spec import DataSpec, Unit
+from disentangled_ssl.experiments.store import EventLog
+from disentangled_ssl.experiments.trial import run_unit
+from disentangled_ssl.experiments.workers import loaded, process_pool, thread_limits
+
+if TYPE_CHECKING:
+    from disentangled_ssl.experiments.engine import Grid
 
 RECORD_PREFIX = "trial:"
 HEARTBEAT_INTERVAL = 10
@@ -104,11 +104,19 @@ class OptunaStore:
         return [attrs[RECORD_PREFIX + k] for k in keys if RECORD_PREFIX + k in attrs]
 
 
+def _grid_point(unit: Unit, names: list[str]) -> tuple[Any, ...]:
+    """The unit's value of each step-1 dial ("" for one its method does not read)."""
+    return tuple(unit.dials.get(n, "") for n in names)
+
+
 def search_space(units: list[Unit]) -> dict[str, list[Any]]:
-    """GridSampler search space: every step-1 dial and ``seed``, in grid order."""
+    """GridSampler search space: every step-1 dial and ``seed``, in grid order. A unit that
+    lacks a dial (a one-stage method that does not read it) has the value "" there; grid
+    points that are no unit are skipped by the workers."""
+    names = list(dict.fromkeys(n for u in units for n in u.dials))
     space: dict[str, list[Any]] = {}
     for unit in units:
-        for name, value in [*unit.dials.items(), ("seed", unit.seed)]:
+        for name, value in [*zip(names, _grid_point(unit, names)), ("seed", unit.seed)]:
             values = space.setdefault(name, [])
             if value not in values:
                 values.append(value)
@@ -117,6 +125,66 @@ def search_space(units: list[Unit]) -> dict[str, list[Any]]:
             if not (v is None or isinstance(v, (str, int, float, bool))):
                 raise DSSLError(f"dial {name!r} value {v!r} cannot be an Optuna grid value")
     return space
+
+
+def _objective(study: Any, units: list[Unit], space: dict[str, list[Any]], split: Any,
+               store: OptunaStore, root: Path, device: str, keep_models: bool,
+               computed: list[int]) -> Any:
+    """The Optuna objective: run the unit of the suggested grid point (``computed[0]``
+    counts the sweep trials recorded)."""
+    running = _optuna().trial.TrialState.RUNNING
+    names = [n for n in space if n != "seed"]
+    by_values = {(_grid_point(u, names), u.seed): u for u in units}
+    events = EventLog(root / "events.jsonl")
+
+    def objective(trial: Any) -> float:
+        values = {n: trial.suggest_categorical(n, space[n]) for n in space}
+        unit = by_values.get((tuple(values[n] for n in names), values["seed"]))
+        if unit is None:  # e.g. β × method=clip: clip reads no β, so there is no such unit
+            trial.set_user_attr("skipped", "not a unit of the sweep")
+            return 0.0
+        trial.set_user_attr("unit", unit.key)
+        # GridSampler re-hands a still-running point when the grid is exhausted: leave it to
+        # the worker that has it (if that worker died, its heartbeat expires and it is retried).
+        for other in study.get_trials(deepcopy=False, states=(running,)):
+            if other.number != trial.number and other.params == trial.params:
+                trial.set_user_attr("skipped", f"running in trial {other.number}")
+                return 0.0
+        try:
+            outcome = run_unit(unit, split, store, model_dir=root / "models",
+                               keep_models=keep_models, events=events, device=device)
+        except TrainingDivergedError as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            raise  # the trial is marked failed; optimize() goes on with the next unit
+        computed[0] += len(outcome.recorded)
+        trial.set_user_attr("recorded", len(outcome.recorded))
+        return outcome.seconds
+
+    return objective
+
+
+def _work(study: Any, objective: Any, store: OptunaStore, keys: set[str],
+          poll_seconds: float) -> None:
+    """Optimise until every trial in ``keys`` is recorded or only failed units are left."""
+    optuna = _optuna()
+    running, waiting = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING
+    optimize = True
+    while True:
+        if optimize:
+            study.optimize(objective, catch=(TrainingDivergedError,))
+        if keys <= store.done():
+            return
+        with warnings.catch_warnings():  # a dead worker's unit -> FAIL -> re-enqueued
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        states = {t.state for t in study.get_trials(deepcopy=False)}
+        optimize = waiting in states
+        if optimize:
+            continue
+        if running in states:
+            time.sleep(poll_seconds)  # another worker is on it (or its heartbeat is not stale)
+            continue
+        return  # what is left failed (e.g. diverged): reported by run_optuna
 
 
 def optuna_worker(
@@ -133,14 +201,14 @@ def optuna_worker(
     grace_period: int = GRACE_PERIOD,
 ) -> int:
     """One worker: join the study and run units until every trial of the sweep is recorded
-    (or only failed units are left). Returns the number of sweep trials it computed.
+    (or only failed units are left), with ``threads`` torch/BLAS threads. Returns the number
+    of sweep trials it computed.
 
     Start as many as you like, on any machines that reach the storage; each runs this loop.
     """
     optuna = _optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    torch.set_num_threads(threads)
     storage = make_storage(storage_url, heartbeat_interval=heartbeat_interval,
                            grace_period=grace_period)
     space = search_space(units)
@@ -148,54 +216,12 @@ def optuna_worker(
         storage=storage, study_name=study_name, load_if_exists=True, direction="minimize",
         sampler=optuna.samplers.GridSampler(space, seed=0))
     store = OptunaStore(storage, study_name)
-    by_values = {(tuple(u.dials.values()), u.seed): u for u in units}
-    names = list(space)
-    keys = {k for u in units for k in u.trial_keys}
-    folder = Path(root)
-    events = EventLog(folder / "events.jsonl")
-    loaded = data.load()
-    computed = 0
-    running = optuna.trial.TrialState.RUNNING
-
-    def objective(trial: Any) -> float:
-        nonlocal computed
-        values = {n: trial.suggest_categorical(n, space[n]) for n in names}
-        unit = by_values[(tuple(values[n] for n in names if n != "seed"), values["seed"])]
-        trial.set_user_attr("unit", unit.key)
-        # GridSampler re-hands a still-running point when the grid is exhausted: leave it to
-        # the worker that has it (if that worker died, its heartbeat expires and it is retried).
-        for other in study.get_trials(deepcopy=False, states=(running,)):
-            if other.number != trial.number and other.params == trial.params:
-                trial.set_user_attr("skipped", f"running in trial {other.number}")
-                return 0.0
-        try:
-            outcome = run_unit(unit, loaded, store, model_dir=folder / "models",
-                               keep_models=keep_models, events=events, device=device)
-        except TrainingDivergedError as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-            raise  # the trial is marked failed; optimize() goes on with the next unit
-        computed += len(outcome.recorded)
-        trial.set_user_attr("recorded", len(outcome.recorded))
-        return outcome.seconds
-
-    waiting = optuna.trial.TrialState.WAITING
-    optimize = True
-    while True:
-        if optimize:
-            study.optimize(objective, catch=(TrainingDivergedError,))
-        if keys <= store.done():
-            return computed
-        with warnings.catch_warnings():  # a dead worker's unit -> FAIL -> re-enqueued
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        states = {t.state for t in study.get_trials(deepcopy=False)}
-        optimize = waiting in states
-        if optimize:
-            continue
-        if running in states:
-            time.sleep(poll_seconds)  # another worker is on it (or its heartbeat is not stale)
-            continue
-        return computed  # what is left failed (e.g. diverged): reported by run_optuna
+    computed = [0]
+    objective = _objective(study, units, space, loaded(data), store, Path(root), device,
+                           keep_models, computed)
+    with thread_limits(threads):
+        _work(study, objective, store, {k for u in units for k in u.trial_keys}, poll_seconds)
+    return computed[0]
 
 
 def _failures(study: Any, units: list[Unit], done: set[str]) -> dict[str, str]:
@@ -211,7 +237,7 @@ def _failures(study: Any, units: list[Unit], done: set[str]) -> dict[str, str]:
 
 def run_optuna(
     units: list[Unit],
-    spec: SweepSpec,
+    spec: Grid,
     root: Path,
     *,
     storage: str,
@@ -229,14 +255,9 @@ def run_optuna(
     args = (units, spec.data, str(root), storage, study_name, threads_per_worker, device,
             keep_models, min(5.0, float(interval)), interval, grace)
     if workers <= 1:
-        before = torch.get_num_threads()
-        try:
-            computed = optuna_worker(*args)
-        finally:
-            torch.set_num_threads(before)
+        computed = optuna_worker(*args)
     else:
-        with ProcessPoolExecutor(max_workers=workers,
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+        with process_pool(workers, spec.data, threads_per_worker) as pool:
             futures = [pool.submit(optuna_worker, *args) for _ in range(workers)]
             try:
                 computed = sum(f.result() for f in futures)

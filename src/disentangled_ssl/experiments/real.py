@@ -17,8 +17,6 @@ Markdown table of mean ± std over seeds.
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,12 +25,18 @@ from pathlib import Path
 import numpy as np
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl._io import write_json_atomic, write_text_atomic
 from disentangled_ssl.data.datasets import DATASETS, load_dataset
 from disentangled_ssl.data.readers import MultimodalData
 from disentangled_ssl.estimator import DisentangledSSL
 from disentangled_ssl.evaluation.baselines import cca_retrieval, random_retrieval, raw_probe
 from disentangled_ssl.evaluation.probe import linear_probe
 from disentangled_ssl.evaluation.retrieval import retrieval_metrics
+from disentangled_ssl.experiments.results import seed_stats, write_csv
+
+#: Columns of results.csv.
+CSV_FIELDS = ("dataset", "seed", "representation", "metric", "value", "label", "n_train",
+              "n_test")
 
 #: Representations in table order, and which metrics each has.
 REPRESENTATIONS = ("shared", "specific", "both", "clip", "raw", "random")
@@ -138,7 +142,8 @@ def summarise(rows: list[dict[str, object]]) -> str:
             for metric in METRICS:
                 values = [float(r["value"]) for r in sub  # type: ignore[arg-type]
                           if r["representation"] == rep and r["metric"] == metric]
-                cells.append(f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "—")
+                mean, std, _ = seed_stats(values) if values else (0.0, 0.0, 0)
+                cells.append(f"{mean:.3f} ± {std:.3f}" if values else "—")
             lines.append(f"| {REP_LABELS[rep]} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -185,17 +190,12 @@ def run_real_benchmark(config: RealBenchmarkConfig, out: str | Path, *, overwrit
             log(f"{name} seed {seed}: shared probe {scores['shared']['probe']:.3f}, top-1 "
                 f"{scores['shared']['top1']:.3f} (raw probe {scores['raw']['probe']:.3f}, CCA "
                 f"top-1 {scores['raw']['top1']:.3f}) in {time.perf_counter() - tic:.0f} s")
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["dataset", "seed", "representation", "metric",
-                                                "value", "label", "n_train", "n_test"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(folder / "results.csv", rows, CSV_FIELDS)
     summary = summarise(rows) if rows else "No dataset could be run.\n"
     if skipped:
         summary += "\nSkipped:\n" + "\n".join(f"- {s}" for s in skipped) + "\n"
-    (folder / "summary.md").write_text(summary)
-    (folder / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    write_text_atomic(folder / "summary.md", summary)
+    write_json_atomic(folder / "config.json", asdict(config), indent=2)
     return rows
 
 
@@ -258,8 +258,8 @@ def run_infocore(data: MultimodalData, config: RealBenchmarkConfig,
         try:
             run["by_batch"] = by_group_retrieval(emb.shared1, emb.shared2,
                                                  held.labels["batch"], min_group)
-        except DSSLError:
-            run["by_batch"] = None
+        except DSSLError as exc:  # no batch large enough: say so instead of a silent null
+            run["by_batch"], run["by_batch_skipped"] = None, str(exc)
         runs.append(run)
     return {"n_train": len(train), "n_heldout": len(held),
             "protocol": "following InfoCORE: phenotype query -> molecule candidates, cosine",

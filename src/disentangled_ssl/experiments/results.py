@@ -1,5 +1,6 @@
-"""Tidy sweep results: one CSV row per (trial, representation, label, metric), and per-config
-summaries over seeds used by the report and by selection.
+"""The one results schema: a tidy row per (trial, representation, label, metric), the one CSV
+writer and reader, and the one aggregation over seeds (:class:`Config`) that reports, figures
+and selection read.
 
 Columns: ``key, stage, <dials: beta, lam, ...>, seed, representation, label, metric, value,
 train_seconds, eval_seconds``. ``metric`` is ``accuracy`` (a linear probe of ``label`` on
@@ -11,8 +12,9 @@ held-out term (``heldout_infonce``, ``heldout_alignment``, ``heldout_mi_bound``,
 from __future__ import annotations
 
 import csv
+import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl._io import write_text_atomic
 
 Row = dict[str, Any]
 LEADING = ("key", "stage")
@@ -56,19 +59,20 @@ def dial_columns(rows: Sequence[Row]) -> list[str]:
     return [k for k in rows[0] if k not in LEADING and k not in TRAILING]
 
 
-def write_csv(path: str | os.PathLike[str], rows: Sequence[Row], dial_names: Sequence[str]
-              ) -> Path:
-    """Write tidy rows atomically (temporary file + ``os.replace``)."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*LEADING, *dial_names, *TRAILING])
-        writer.writeheader()
-        writer.writerows(rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    return target
+def sweep_columns(dial_names: Sequence[str]) -> list[str]:
+    """The columns of tidy rows with these dials: ``key, stage, <dials>, seed, ...``."""
+    return [*LEADING, *dial_names, *TRAILING]
+
+
+def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]],
+              columns: Sequence[str]) -> Path:
+    """Write ``rows`` (dicts keyed by ``columns``) as CSV, atomically: a reader sees the old
+    file or the complete new one. The one CSV writer of the package's results."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def _number(text: str) -> Any:
@@ -113,6 +117,18 @@ def metric_name(row: Row) -> str:
     return f"{row['representation']}.{name}"
 
 
+def seed_stats(values: Iterable[float]) -> tuple[float, float, int]:
+    """(mean, std, n) of per-seed values (population std: 0 for one seed); the one
+    aggregation over seeds of every report."""
+    values = list(values)
+    return float(np.mean(values)), float(np.std(values)), len(values)
+
+
+def format_stat(mean: float, std: float, n: int, digits: int = 3) -> str:
+    """``0.712`` for one seed, ``0.712 ± 0.004`` for several."""
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
+
+
 @dataclass
 class Config:
     """One dial setting, summarised over seeds.
@@ -127,16 +143,24 @@ class Config:
     values: dict[str, dict[int, float]] = field(default_factory=dict)
     train_seconds: dict[int, float] = field(default_factory=dict)
 
-    def mean(self, metric: str) -> float:
+    def stat(self, metric: str) -> tuple[float, float, int]:
+        """(mean, std, n) over seeds of ``metric``; KeyError if it is absent."""
         if metric not in self.values:
             raise KeyError(metric)
-        return float(np.mean(list(self.values[metric].values())))
+        return seed_stats(self.values[metric].values())
+
+    def mean(self, metric: str) -> float:
+        return self.stat(metric)[0]
 
     def std(self, metric: str) -> float:
-        return float(np.std(list(self.values[metric].values())))
+        return self.stat(metric)[1]
 
     def n(self, metric: str) -> int:
         return len(self.values.get(metric, {}))
+
+    def cell(self, metric: str, missing: str = "", digits: int = 3) -> str:
+        """Mean (± std over several seeds) of ``metric`` for a table; ``missing`` if absent."""
+        return format_stat(*self.stat(metric), digits) if metric in self.values else missing
 
     def label(self) -> str:
         return ", ".join(f"{'β' if k == 'beta' else 'λ' if k == 'lam' else k}={v:g}"
@@ -180,3 +204,12 @@ def configs(rows: Sequence[Row], level: str) -> list[Config]:
                      for v in (cfg.dials.get(d, "") for d in dials))
 
     return sorted(by_key.values(), key=order)
+
+
+def accuracy_rows(rows: Iterable[Row]) -> dict[str, list[Row]]:
+    """Trial key -> its probe-accuracy rows, in order."""
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        if r["metric"] == "accuracy":
+            out.setdefault(r["key"], []).append(r)
+    return out

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.sweeps.results import Config, Row, configs, dial_columns, metric_name
+from disentangled_ssl.experiments.results import Config, Row, configs, dial_columns, metric_name
 
 _CONSTRAINT = re.compile(
     r"^\s*([A-Za-z_][\w]*\.[A-Za-z_][\w]*)\s*(<=|>=)\s*"
@@ -191,7 +191,7 @@ def select(rows: Sequence[Row], target: Target) -> Selection:
     """The setting of a sweep that meets ``target`` best (seed means), with the evidence.
 
     Args:
-        rows: tidy sweep rows (:func:`~disentangled_ssl.sweeps.results.read_csv` or
+        rows: tidy sweep rows (:func:`~disentangled_ssl.experiments.results.read_csv` or
             ``SweepResult.rows``).
         target: constraints + objective.
 

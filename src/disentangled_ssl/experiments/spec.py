@@ -1,4 +1,4 @@
-"""What a sweep is: a grid of estimator dials × seeds on one dataset, expanded into trials.
+"""What a grid run is: estimator dials × seeds on one dataset, expanded into units and trials.
 
 A **unit** is one step-1 configuration (every estimator parameter that step 1 reads, plus the
 seed). It trains the shared encoders once, evaluates them (the *shared trial*), then reuses them
@@ -6,6 +6,10 @@ for every value of the step-2 dials (λ, …), each one a *specific trial*. This
 protocol (Wang et al., ICLR 2025, Section 5.1: the λ grid runs on fixed step-1 models) and it
 saves ``len(lambdas) - 1`` step-1 trainings per unit. A one-stage method (a baseline selected
 with the estimator's ``method``) has no step 1 to share: its unit is one ``fit``.
+
+:class:`SweepSpec` is one product grid; :class:`SweepUnion` runs several of them on the same
+data as one sweep, merging the units they share (``dssl reproduce synthetic`` is the β grid
+plus a λ grid on some β; ``dssl compare`` is one small grid per method setting).
 
 Every trial is keyed by a stable hash of everything that determines its result: the data
 fingerprint, the split, the full estimator parameters (defaults included, so a changed library
@@ -19,15 +23,18 @@ import hashlib
 import itertools
 import json
 import math
-import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.data.synthetic import PairedData
+from disentangled_ssl.methods import DEFAULT_METHOD, get_method, method_names
 
 #: Estimator parameters that only step 2 reads: ``fit_specific`` honours them on a copy made
 #: by ``with_params``, so they vary *within* a unit without retraining step 1.
@@ -37,29 +44,40 @@ STEP2_PARAMS: frozenset[str] = frozenset({"lam", "specific_epochs", "specific_di
 UNKEYED_PARAMS: frozenset[str] = frozenset(
     {"verbose", "device", "random_state", "checkpoint_dir"})
 
-#: The ``method`` value of DisentangledSSL's two-step fit (the estimator's default).
-TWO_STEP_METHOD = "disentangled_ssl"
-
 #: Bump when the evaluation protocol (probes, label-free terms) changes: old trials re-run.
 EVAL_VERSION = 1
 
+#: Names of probed representations: the shared codes side by side, or one modality's code.
+_REPRESENTATION = re.compile(r"shared|(shared|specific)[1-9][0-9]*")
+
 
 def is_two_step(params: Mapping[str, Any]) -> bool:
-    """Whether these estimator parameters select DisentangledSSL's two-step fit, where step 1
-    is reused across the step-2 dials."""
-    return params.get("method", TWO_STEP_METHOD) == TWO_STEP_METHOD
+    """Whether these estimator parameters select a two-step method (DisentangledSSL: shared
+    encoders first, then specific ones on top), whose step 1 is reused across the step-2
+    dials."""
+    return get_method(params.get("method", DEFAULT_METHOD)).two_step
 
 
 def ignored_dials(params: Mapping[str, Any]) -> set[str]:
     """Dials of other methods that the method selected by ``params`` does not read (from the
     method registry's ``dials``; e.g. ``clip`` reads neither ``beta`` nor ``lam``). A sweep
     sets them to their defaults, so their values do not multiply identical trials."""
-    try:
-        from disentangled_ssl.method_registry import get_method, method_names
-    except ImportError:  # an estimator without baselines: every dial is read
-        return set()
     every = {d for m in method_names() for d in get_method(m).dials}
-    return every - set(get_method(params.get("method", TWO_STEP_METHOD)).dials)
+    return every - set(get_method(params.get("method", DEFAULT_METHOD)).dials)
+
+
+def check_representations(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` as a tuple, each checked to be ``shared``, ``sharedK`` or ``specificK``.
+
+    Raises:
+        DSSLError: an unknown name.
+    """
+    names = tuple(names)
+    for rep in names:
+        if not _REPRESENTATION.fullmatch(rep):
+            raise DSSLError(f"unknown representation {rep!r}; use shared, shared1, shared2, "
+                            "specific1 or specific2")
+    return names
 
 
 def _canonical(value: Any) -> Any:
@@ -127,17 +145,19 @@ def coerce_param(name: str, value: Any, defaults: Mapping[str, Any] | None = Non
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where a sweep's data comes from and how it is split.
+    """Where a grid's data comes from and how it is split.
 
     Attributes:
         path: a paired ``.npz`` read with :func:`~disentangled_ssl.data.io.read_paired`
-            (arrays ``x1``, ``x2``, optional 1-D labels); ``None`` uses the paper's synthetic
-            generator :func:`~disentangled_ssl.data.synthetic.make_synthetic`.
+            (arrays ``x1``, ``x2``, optional 1-D labels); ``None`` (and no ``arrays``) uses
+            the paper's synthetic generator :func:`~disentangled_ssl.data.synthetic.make_synthetic`.
         n_samples, data_seed: synthetic size and seed.
         synthetic: extra keyword arguments of ``make_synthetic`` (e.g. smaller dims in tests).
         test_fraction, split_seed: the held-out split. Both steps train on the rest; probes
             are fitted on the training rows and scored on the held-out rows, and the
             label-free terms are computed on the held-out rows.
+        arrays: paired data already in memory (identified in trial keys by a SHA-256 of its
+            arrays); exclusive with ``path``.
     """
 
     path: str | None = None
@@ -146,9 +166,12 @@ class DataSpec:
     synthetic: Mapping[str, Any] = field(default_factory=dict)
     test_fraction: float = 0.2
     split_seed: int = 0
+    arrays: PairedData | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.path is not None:
+            if self.arrays is not None:
+                raise DSSLError("give the data as a file path or as arrays, not both")
             object.__setattr__(self, "path", str(Path(self.path).resolve()))
             if not Path(self.path).is_file():
                 raise DSSLError(f"data file not found: {self.path}")
@@ -157,24 +180,30 @@ class DataSpec:
 
     @property
     def is_synthetic(self) -> bool:
-        return self.path is None
+        return self.path is None and self.arrays is None
 
     @cached_property
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the data in trial keys (a file is identified by its SHA-256)."""
+        """What identifies the data in trial keys (a file or arrays by their SHA-256)."""
         split = {"test_fraction": self.test_fraction, "split_seed": self.split_seed}
+        if self.arrays is not None:
+            return {"arrays_sha256": _arrays_digest(self.arrays), **split}
         if self.path is None:
-            return {"synthetic": {"n_samples": self.n_samples, "seed": self.data_seed,
-                                  **dict(self.synthetic)}, **split}
+            return {"synthetic": self._synthetic_settings(), **split}
         digest = hashlib.sha256()
         with open(self.path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
         return {"file_sha256": digest.hexdigest(), **split}
 
+    def _synthetic_settings(self) -> dict[str, Any]:
+        return {"n_samples": self.n_samples, "seed": self.data_seed, **dict(self.synthetic)}
+
     def load(self) -> tuple[PairedData, PairedData]:
         """(train, held-out) splits."""
-        if self.path is None:
+        if self.arrays is not None:
+            data = self.arrays
+        elif self.path is None:
             from disentangled_ssl.data.synthetic import make_synthetic
 
             data = make_synthetic(n_samples=self.n_samples, seed=self.data_seed,
@@ -186,11 +215,25 @@ class DataSpec:
         return data.split(self.test_fraction, seed=self.split_seed)
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path} if self.path else {
-            "synthetic": {"n_samples": self.n_samples, "seed": self.data_seed,
-                          **dict(self.synthetic)}}
+        if self.arrays is not None:
+            out: dict[str, Any] = {"arrays": {"rows": len(self.arrays),
+                                              "sha256": self.fingerprint["arrays_sha256"]}}
+        elif self.path:
+            out = {"path": self.path}
+        else:
+            out = {"synthetic": self._synthetic_settings()}
         out.update(test_fraction=self.test_fraction, split_seed=self.split_seed)
         return out
+
+
+def _arrays_digest(data: PairedData) -> str:
+    """SHA-256 of the features and labels (names, shapes, dtypes and bytes)."""
+    digest = hashlib.sha256()
+    for name, array in [("x1", data.x1), ("x2", data.x2), *sorted(data.labels.items())]:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -216,6 +259,8 @@ class Unit:
         specific: the step-2 trials (empty for a step-1-only sweep).
         two_step: DisentangledSSL's two steps (``fit_shared`` + ``fit_specific``); False for a
             one-stage method, whose single trial is one ``fit`` evaluating every code.
+        probes: the representations probed (None: the shared codes side by side and every
+            specific code); see :func:`~disentangled_ssl.experiments.trial.evaluate`.
     """
 
     key: str
@@ -225,14 +270,83 @@ class Unit:
     shared_key: str
     specific: tuple[SpecificTrial, ...]
     two_step: bool = True
+    probes: tuple[str, ...] | None = None
 
     @property
     def trial_keys(self) -> list[str]:
         return [self.shared_key, *(t.key for t in self.specific)]
 
 
+class _Grid:
+    """What every grid offers on top of its ``units()``: trial keys and the sweep's id."""
+
+    def units(self) -> list[Unit]:
+        raise NotImplementedError
+
+    def trial_keys(self) -> list[str]:
+        return [k for u in self.units() for k in u.trial_keys]
+
+    def sweep_id(self) -> str:
+        """Hash of the whole sweep (its trial keys): the default Optuna study name."""
+        return stable_hash({"trials": sorted(self.trial_keys())}, length=12)
+
+
+def _checked_seeds(seeds: Sequence[Any]) -> tuple[int, ...]:
+    if not list(seeds):
+        raise DSSLError("seeds is empty; give at least one seed (e.g. seeds=[0])")
+    out = tuple(coerce_param("random_state", s, {"random_state": 0}) for s in seeds)
+    if any(s < 0 for s in out):
+        raise DSSLError(f"seeds must be >= 0, got {list(seeds)}")
+    return out
+
+
+def _checked_grid(betas: Sequence[Any], lambdas: Sequence[Any],
+                  dials: Mapping[str, Sequence[Any]], defaults: Mapping[str, Any]
+                  ) -> dict[str, tuple[Any, ...]]:
+    """Dial name -> typed values: β first, then λ (if any), then the other dials."""
+    if not list(betas):
+        raise DSSLError("betas is empty; give at least one β value (e.g. betas=[1.0])")
+    grid = {"beta": tuple(coerce_param("beta", b, defaults) for b in betas)}
+    if list(lambdas):
+        grid["lam"] = tuple(coerce_param("lam", v, defaults) for v in lambdas)
+    for name, values in dict(dials).items():
+        if name in ("beta", "lam"):
+            raise DSSLError(f"give {name} values as {name}s=[...], not in dials")
+        if name in UNKEYED_PARAMS:
+            raise DSSLError(f"{name!r} cannot be swept (it does not change the result)")
+        values = tuple(coerce_param(name, v, defaults) for v in values)
+        if not values:
+            raise DSSLError(f"dial {name!r} has no values")
+        grid[name] = values
+    for name, values in grid.items():
+        if len(set(map(repr, values))) != len(values):
+            raise DSSLError(f"{name!r} has repeated values {list(values)}")
+    return grid
+
+
+def _checked_fixed(params: Mapping[str, Any], grid: Mapping[str, Any],
+                   defaults: Mapping[str, Any]) -> dict[str, Any]:
+    fixed = {}
+    for name, value in dict(params).items():
+        if name in grid:
+            raise DSSLError(f"{name!r} is both swept and fixed; remove it from params")
+        fixed[name] = coerce_param(name, value, defaults)
+    if "random_state" in fixed:
+        raise DSSLError("set seeds=[...] instead of params['random_state']")
+    if fixed.get("checkpoint_dir") is not None:
+        raise DSSLError("checkpoint_dir cannot be set in a sweep: every trial is recorded "
+                        "as it finishes and a re-run resumes the sweep")
+    specific_epochs = fixed.get("specific_epochs", defaults.get("specific_epochs", 1))
+    if "lam" in grid and len(grid["lam"]) > 1 and specific_epochs == 0 and all(
+            is_two_step({**defaults, **fixed, "method": m})
+            for m in grid.get("method", (fixed.get("method", DEFAULT_METHOD),))):
+        raise DSSLError("lambdas are given but specific_epochs=0 skips step 2; set "
+                        "specific_epochs > 0 or drop the lambdas")
+    return fixed
+
+
 @dataclass
-class SweepSpec:
+class SweepSpec(_Grid):
     """A grid over β, λ, any other estimator dials and seeds, on one dataset.
 
     Args:
@@ -245,6 +359,9 @@ class SweepSpec:
             separate units.
         params: fixed estimator parameters (e.g. ``shared_epochs=3``).
         data: the dataset and its split.
+        probes: representations to probe (``shared``, ``sharedK``, ``specificK``; a method
+            without specific codes probes ``sharedK`` for ``specificK``); None probes the
+            shared codes side by side and every specific code.
 
     Example:
         >>> spec = SweepSpec(betas=[0.1, 1.0], lambdas=[0.1, 1.0], seeds=[0, 1],
@@ -259,59 +376,20 @@ class SweepSpec:
     dials: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     data: DataSpec = field(default_factory=DataSpec)
+    probes: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         defaults = estimator_defaults()
-        if not list(self.betas):
-            raise DSSLError("betas is empty; give at least one β value (e.g. betas=[1.0])")
-        if not list(self.seeds):
-            raise DSSLError("seeds is empty; give at least one seed (e.g. seeds=[0])")
-        seeds = [coerce_param("random_state", s, {"random_state": 0}) for s in self.seeds]
-        if any(s < 0 for s in seeds):
-            raise DSSLError(f"seeds must be >= 0, got {list(self.seeds)}")
-        self.seeds = tuple(seeds)
-        grid: dict[str, tuple[Any, ...]] = {
-            "beta": tuple(coerce_param("beta", b, defaults) for b in self.betas)}
-        if list(self.lambdas):
-            grid["lam"] = tuple(coerce_param("lam", v, defaults) for v in self.lambdas)
-        for name, values in dict(self.dials).items():
-            if name in ("beta", "lam"):
-                raise DSSLError(f"give {name} values as {name}s=[...], not in dials")
-            if name in UNKEYED_PARAMS:
-                raise DSSLError(f"{name!r} cannot be swept (it does not change the result)")
-            values = tuple(coerce_param(name, v, defaults) for v in values)
-            if not values:
-                raise DSSLError(f"dial {name!r} has no values")
-            grid[name] = values
-        for name, values in [*grid.items(), ("seeds", self.seeds)]:
-            if len(set(map(repr, values))) != len(values):
-                raise DSSLError(f"{name!r} has repeated values {list(values)}")
-        fixed = {}
-        for name, value in dict(self.params).items():
-            if name in grid:
-                raise DSSLError(f"{name!r} is both swept and fixed; remove it from params")
-            fixed[name] = coerce_param(name, value, defaults)
-        if "random_state" in fixed:
-            raise DSSLError("set seeds=[...] instead of params['random_state']")
-        if fixed.get("checkpoint_dir") is not None:
-            raise DSSLError("checkpoint_dir cannot be set in a sweep: every trial is recorded "
-                            "as it finishes and a re-run resumes the sweep")
-        specific_epochs = fixed.get("specific_epochs", defaults.get("specific_epochs", 1))
-        if "lam" in grid and len(grid["lam"]) > 1 and specific_epochs == 0 and all(
-                is_two_step({**defaults, **fixed, "method": m})
-                for m in grid.get("method", (fixed.get("method", TWO_STEP_METHOD),))):
-            raise DSSLError("lambdas are given but specific_epochs=0 skips step 2; set "
-                            "specific_epochs > 0 or drop the lambdas")
-        self._grid = grid
-        self._fixed = fixed
+        self._grid = _checked_grid(self.betas, self.lambdas, self.dials, defaults)
+        self.seeds = _checked_seeds(self.seeds)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise DSSLError(f"'seeds' has repeated values {list(self.seeds)}")
+        self._fixed = _checked_fixed(self.params, self._grid, defaults)
+        if self.probes is not None:
+            self.probes = check_representations(self.probes)
         self._defaults = defaults
 
     # ------------------------------------------------------------------ the grid
-    @property
-    def grid(self) -> dict[str, tuple[Any, ...]]:
-        """Dial name -> values, β first, then λ (if any), then the other dials."""
-        return dict(self._grid)
-
     @property
     def dial_names(self) -> list[str]:
         return list(self._grid)
@@ -320,17 +398,8 @@ class SweepSpec:
     def fixed(self) -> dict[str, Any]:
         return dict(self._fixed)
 
-    def _keyed(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in params.items() if k not in UNKEYED_PARAMS}
-
-    def units(self) -> list[Unit]:
-        """Every (step-1 dials × seed) unit with its step-2 trials, in grid order.
-
-        For DisentangledSSL (``method`` "disentangled_ssl", the default) the dials in
-        :data:`STEP2_PARAMS` become the unit's step-2 trials. For a one-stage method every
-        dial is part of the unit, which is one ``fit``.
-        """
-        fingerprint = self.data.fingerprint
+    def _settings(self) -> dict[tuple, dict[str, Any]]:
+        """(step-1 dials, seed) -> the unit's step-1 dials, parameters and step-2 dials."""
         base = {**self._defaults, **self._fixed}
         grouped: dict[tuple, dict[str, Any]] = {}
         for combo in itertools.product(*self._grid.values()):
@@ -348,13 +417,25 @@ class SweepSpec:
                     "two_step": two_step, "step2": []})
                 if two_step and params.get("specific_epochs", 0) > 0 and step2:
                     group["step2"].append((step2, params))
+        return grouped
+
+    def units(self) -> list[Unit]:
+        """Every (step-1 dials × seed) unit with its step-2 trials, in grid order.
+
+        For a two-step method (DisentangledSSL, the default ``method``) the dials in
+        :data:`STEP2_PARAMS` become the unit's step-2 trials. For a one-stage method every
+        dial is part of the unit, which is one ``fit``.
+        """
+        fingerprint = self.data.fingerprint
         units = []
-        for (_, seed), group in grouped.items():
+        for (_, seed), group in self._settings().items():
             params, two_step = group["params"], group["two_step"]
-            step1_params = {k: v for k, v in self._keyed(params).items()
-                            if not (two_step and k in STEP2_PARAMS)}
+            step1_params = {k: v for k, v in params.items() if k not in UNKEYED_PARAMS
+                            and not (two_step and k in STEP2_PARAMS)}
             payload = {"data": fingerprint, "step1": step1_params, "seed": seed,
                        "eval": EVAL_VERSION}
+            if self.probes is not None:  # absent by default: the keys of older sweeps hold
+                payload["probes"] = list(self.probes)
             specific = []
             for step2, full in group["step2"]:
                 step2_params = {k: full[k] for k in sorted(STEP2_PARAMS) if k in full}
@@ -364,46 +445,69 @@ class SweepSpec:
             units.append(Unit(
                 key=stable_hash(payload), seed=seed, dials=group["step1"], params=params,
                 shared_key=stable_hash({**payload, "stage": "shared"}),
-                specific=tuple(specific), two_step=two_step))
+                specific=tuple(specific), two_step=two_step, probes=self.probes))
         return units
 
-    def trial_keys(self) -> list[str]:
-        return [k for u in self.units() for k in u.trial_keys]
+    def to_dict(self) -> dict[str, Any]:
+        out = {"grid": {k: list(v) for k, v in self._grid.items()},
+               "seeds": list(self.seeds), "params": dict(self._fixed),
+               "data": self.data.describe()}
+        if self.probes is not None:
+            out["probes"] = list(self.probes)
+        return out
 
-    def sweep_id(self) -> str:
-        """Hash of the whole sweep (its trial keys): the default Optuna study name."""
-        return stable_hash({"trials": sorted(self.trial_keys())}, length=12)
+
+@dataclass
+class SweepUnion(_Grid):
+    """Several grids on one dataset run as one sweep.
+
+    Units that two grids share (same key) are trained once, with the union of their step-2
+    trials; so the paper's Figure 3 is ``SweepUnion([β grid, λ grid on two β])`` and a method
+    comparison is one small grid per method setting.
+
+    Args:
+        specs: the grids (same data).
+
+    Raises:
+        DSSLError: no grids, or grids on different data.
+    """
+
+    specs: Sequence[SweepSpec]
+
+    def __post_init__(self) -> None:
+        self.specs = tuple(self.specs)
+        if not self.specs:
+            raise DSSLError("a sweep union needs at least one grid")
+        first = self.specs[0].data.fingerprint
+        if any(s.data.fingerprint != first for s in self.specs[1:]):
+            raise DSSLError("every grid of a sweep union must use the same data and split")
+
+    @property
+    def data(self) -> DataSpec:
+        return self.specs[0].data
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(s for spec in self.specs for s in spec.seeds))
+
+    @property
+    def dial_names(self) -> list[str]:
+        return list(dict.fromkeys(d for spec in self.specs for d in spec.dial_names))
+
+    def units(self) -> list[Unit]:
+        """Every grid's units in order, a shared unit once with every grid's step-2 trials."""
+        merged: dict[str, Unit] = {}
+        for spec in self.specs:
+            for unit in spec.units():
+                if unit.key not in merged:
+                    merged[unit.key] = unit
+                    continue
+                have = merged[unit.key].specific
+                known = {t.key for t in have}
+                extra = tuple(t for t in unit.specific if t.key not in known)
+                merged[unit.key] = replace(merged[unit.key], specific=have + extra)
+        return list(merged.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"grid": {k: list(v) for k, v in self._grid.items()},
-                "seeds": list(self.seeds), "params": dict(self._fixed),
+        return {"grids": [spec.to_dict() for spec in self.specs],
                 "data": self.data.describe()}
-
-
-def parse_values(text: str) -> list[str]:
-    """``"0.1,1,10"`` -> ``["0.1", "1", "10"]`` (empty items dropped)."""
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def parse_assignments(items: Iterable[str], *, multi: bool) -> dict[str, Any]:
-    """``["kappa=100,1000"]`` -> ``{"kappa": ["100", "1000"]}`` (``multi``) or
-    ``["hidden_dim=256"]`` -> ``{"hidden_dim": "256"}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise DSSLError(f"expected NAME=VALUE{'S' if multi else ''}, got {item!r}")
-        out[name.strip().replace("-", "_")] = (
-            parse_values(value) if multi else value.strip())
-    return out
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

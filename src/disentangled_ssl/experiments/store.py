@@ -3,7 +3,7 @@
 :class:`DirectoryStore` (the local default) writes ``<folder>/trials/<key>.json`` through a
 temporary file and ``os.replace``, so a record is either complete or absent: a killed worker
 loses only the trial it was computing. The Optuna engine keeps the same records in the study's
-RDB storage (:class:`disentangled_ssl.sweeps.optuna_engine.OptunaStore`).
+RDB storage (:class:`disentangled_ssl.experiments.optuna_engine.OptunaStore`).
 
 A record is a dict::
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from disentangled_ssl.sweeps.spec import write_json_atomic
+from disentangled_ssl._io import write_json_atomic
 
 
 class TrialStore(Protocol):
@@ -72,8 +72,10 @@ class DirectoryStore:
 class EventLog:
     """Append-only JSON-lines audit log of what a sweep computed (``events.jsonl``).
 
-    One line per training started (``fit_shared``, ``fit_specific``), per step-1 model reused
-    (``load_shared``) and per trial recorded (``trial_done``), with the worker and time.
+    One line per training started (``fit``, ``fit_shared``, ``fit_specific``), per step-1
+    model reused (``load_shared``) or found unusable and retrained (``discard_shared``, with
+    the folder and the reason) and per trial recorded (``trial_done``), with the worker and
+    time.
     Tests count trainings from it; users see what a resumed sweep skipped.
     """
 

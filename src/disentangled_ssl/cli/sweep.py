@@ -12,17 +12,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.cli._args import add_out, check_out, names
 
 EXIT_NOT_MET = 1
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from disentangled_ssl.sweeps import DataSpec, SweepSpec, run_sweep
-    from disentangled_ssl.sweeps.spec import parse_assignments, parse_values
+def parse_assignments(items: Iterable[str], *, multi: bool) -> dict[str, Any]:
+    """``["kappa=100,1000"]`` -> ``{"kappa": ["100", "1000"]}`` (``multi``) or
+    ``["hidden_dim=256"]`` -> ``{"hidden_dim": "256"}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise DSSLError(f"expected NAME=VALUE{'S' if multi else ''}, got {item!r}")
+        out[name.strip().replace("-", "_")] = names(value) if multi else value.strip()
+    return out
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    from disentangled_ssl.experiments import DataSpec, SweepSpec
 
     data = DataSpec(path=args.data, n_samples=args.n_samples, data_seed=args.data_seed,
                     test_fraction=args.test_fraction, split_seed=args.split_seed)
@@ -33,21 +46,29 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     dials = parse_assignments(args.dial or [], multi=True)
     for name in dials:
         params.pop(name, None)
-    spec = SweepSpec(betas=parse_values(args.betas), lambdas=parse_values(args.lambdas),
-                     seeds=parse_values(args.seeds), dials=dials, params=params, data=data)
+    return SweepSpec(betas=names(args.betas), lambdas=names(args.lambdas),
+                     seeds=names(args.seeds), dials=dials, params=params, data=data)
+
+
+def _workers(args: argparse.Namespace) -> int:
+    """``--workers``, else one process per core on CPU and one per GPU device otherwise."""
+    if args.workers is not None:
+        return args.workers
+    from disentangled_ssl.training.loop import resolve_device
+
+    return max(1, os.cpu_count() or 1) if resolve_device(args.device).type == "cpu" else 1
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from disentangled_ssl.experiments import run_sweep
+
+    spec = _spec(args)
     if args.engine == "optuna":
         import logging
 
         logging.getLogger("optuna").setLevel(logging.WARNING)  # no per-trial INFO lines
-    if args.workers is not None:
-        workers = args.workers
-    else:  # one process per core on CPU; one per GPU device otherwise (see docs/sweeps.md)
-        from disentangled_ssl.training.loop import resolve_device
-
-        on_cpu = resolve_device(args.device).type == "cpu"
-        workers = max(1, os.cpu_count() or 1) if on_cpu else 1
     result = run_sweep(
-        spec, args.out, engine=args.engine, workers=workers,
+        spec, args.out, engine=args.engine, workers=_workers(args),
         threads_per_worker=args.threads_per_worker, device=args.device,
         keep_models=not args.no_keep_models, storage=args.storage, study_name=args.study,
         progress=not args.quiet, run=not args.report_only,
@@ -57,18 +78,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print((out / "summary.md").read_text())
     print(f"{result.n_done}/{result.n_trials} trials done ({result.n_computed} computed now, "
           f"{result.seconds:.0f} s); wrote " + ", ".join(str(f) for f in result.files))
-    if result.failed:
-        first = next(iter(result.failed.values()))
-        raise DSSLError(f"{len(result.failed)} unit(s) failed (first: {first}); the others are "
-                        f"recorded — see {out / 'failed'}")
+    result.raise_failures(out)
     if not result.complete and not args.report_only:
         raise DSSLError(f"{result.n_trials - result.n_done} trials are missing; run the same "
                         "command again to resume")
     return 0
 
 
-def _target(args: argparse.Namespace):
-    from disentangled_ssl.sweeps.select import (
+def _target(args: argparse.Namespace) -> Any:
+    from disentangled_ssl.experiments.select import (
         Constraint,
         Objective,
         Target,
@@ -77,7 +95,7 @@ def _target(args: argparse.Namespace):
         leakage_target,
     )
 
-    private = tuple(v.strip() for v in args.private_labels.split(",") if v.strip())
+    private = tuple(names(args.private_labels))
     chosen = [n for n, v in (("--max-leakage", args.max_leakage), ("--keep", args.keep),
                              ("--where", args.where)) if v is not None]
     if len(chosen) != 1:
@@ -97,17 +115,7 @@ def _target(args: argparse.Namespace):
     return Target(tuple(Constraint.parse(w) for w in args.where), objective)
 
 
-def _cmd_select(args: argparse.Namespace) -> int:
-    from disentangled_ssl.sweeps import read_csv, select
-    from disentangled_ssl.sweeps.select import agreement
-
-    if bool(args.sweep) == bool(args.results):
-        raise DSSLError("give the sweep folder (--sweep DIR) or its CSV (--results FILE)")
-    path = Path(args.results) if args.results else Path(args.sweep) / "results.csv"
-    rows = read_csv(path)
-    if not rows:
-        raise DSSLError(f"{path} holds no results yet")
-    selection = select(rows, _target(args))
+def _print_selection(selection: Any) -> None:
     print(selection.markdown())
     print("evidence (every seed of the " + ("chosen" if selection.met else "closest")
           + " setting):")
@@ -115,23 +123,33 @@ def _cmd_select(args: argparse.Namespace) -> int:
         label = r["label"] or r["metric"]
         print(f"  seed {r['seed']}: {r['stage']:<8} {r['representation']}.{label} = "
               f"{r['value']:.4f}  (trial {r['key']})")
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from disentangled_ssl._io import write_json_atomic
+    from disentangled_ssl.experiments import agreement, read_csv, select
+
+    if bool(args.sweep) == bool(args.results):
+        raise DSSLError("give the sweep folder (--sweep DIR) or its CSV (--results FILE)")
+    check_out(args.out, args.overwrite)
+    path = Path(args.results) if args.results else Path(args.sweep) / "results.csv"
+    rows = read_csv(path)
+    if not rows:
+        raise DSSLError(f"{path} holds no results yet")
+    selection = select(rows, _target(args))
+    _print_selection(selection)
     payload = selection.as_dict()
     if args.agreement:
-        private = tuple(v.strip() for v in args.private_labels.split(",") if v.strip())
-        agree = agreement(rows, args.keep or 0.95, args.shared_label, private)
-        payload["agreement"] = agree
-        print("label-free vs labelled choice of β: " + json.dumps(agree))
+        private = tuple(names(args.private_labels))
+        payload["agreement"] = agreement(rows, args.keep or 0.95, args.shared_label, private)
+        print("label-free vs labelled choice of β: " + json.dumps(payload["agreement"]))
     if args.out:
-        out = Path(args.out)
-        if out.exists() and not args.overwrite:
-            raise DSSLError(f"{out} already exists; pass --overwrite to replace it")
-        out.write_text(json.dumps(payload, indent=1, default=str))
-        print(f"wrote {out}")
+        write_json_atomic(args.out, payload)
+        print(f"wrote {args.out}")
     return 0 if selection.met else EXIT_NOT_MET
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``sweep`` and ``select`` to the ``dssl`` parser."""
+def _register_sweep(sub: Any) -> None:
     p = sub.add_parser(
         "sweep", help="run or resume a β × λ × dials × seeds sweep (local or Optuna)",
         description="Run (or resume: finished trials are skipped) a grid over the dials. "
@@ -177,6 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_sweep)
 
+
+def _register_select(sub: Any) -> None:
     s = sub.add_parser(
         "select", help="choose the β/λ of a sweep that meets a target best",
         description="Targets: --max-leakage X (probe accuracy of the leaked label at most X; "
@@ -201,6 +221,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="private labels of modality 1, 2, … in order")
     s.add_argument("--agreement", action="store_true",
                    help="also report how the label-free choice agrees with the labelled one")
-    s.add_argument("--out", help="write the selection and its evidence as JSON")
-    s.add_argument("--overwrite", action="store_true")
+    add_out(s, "write the selection and its evidence as JSON", required=False)
     s.set_defaults(func=_cmd_select)
+
+
+def register(sub: Any) -> None:
+    """Add ``dssl sweep`` and ``dssl select``."""
+    _register_sweep(sub)
+    _register_select(sub)

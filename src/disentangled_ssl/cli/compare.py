@@ -1,4 +1,5 @@
-"""``dssl compare``: every method through the same loop, data split and probes.
+"""``dssl compare``: every method through the same loop, data split and probes (a preset of the
+grid engine, see :mod:`disentangled_ssl.experiments.compare`).
 
 Example::
 
@@ -9,22 +10,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import Any
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.method_registry import method_names
-
-
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}") from exc
+from disentangled_ssl.cli._args import add_out, ints, names
+from disentangled_ssl.methods import method_names
 
 
 def _method_assignment(text: str, flag: str) -> tuple[str, str, list[float]]:
@@ -35,16 +25,15 @@ def _method_assignment(text: str, flag: str) -> tuple[str, str, list[float]]:
         raise DSSLError(f"{flag} expects METHOD:NAME=VALUE[,VALUE...], e.g. "
                         f"{flag} joint:lam=0.1,1,10; got {text!r}")
     try:
-        numbers = [float(v) for v in values.split(",") if v.strip()]
+        numbers = [float(v) for v in names(values)]
     except ValueError as exc:
         raise DSSLError(f"{flag} {text!r}: values must be numbers") from exc
     return method.strip(), name.strip(), numbers
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from disentangled_ssl.data.io import read_paired
-    from disentangled_ssl.experiments.compare import CompareConfig, run_compare
-
+def _sweeps_and_fixed(args: argparse.Namespace
+                      ) -> tuple[dict[str, tuple[str, list[float]]], dict[str, dict[str, float]]]:
+    """``--sweep`` and ``--set`` as CompareConfig's ``sweeps`` and ``fixed``."""
     sweeps: dict[str, tuple[str, list[float]]] = {}
     for text in args.sweep or []:
         method, dial, values = _method_assignment(text, "--sweep")
@@ -57,9 +46,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if len(values) != 1:
             raise DSSLError(f"--set {text!r} needs exactly one value (use --sweep for several)")
         fixed.setdefault(method, {})[name] = values[0]
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise DSSLError(f"output folder {out} exists and is not empty; pass --overwrite")
+    return sweeps, fixed
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from disentangled_ssl.data.io import read_paired
+    from disentangled_ssl.experiments.compare import CompareConfig, run_compare
+    from disentangled_ssl.experiments.engine import output_folder
+
+    sweeps, fixed = _sweeps_and_fixed(args)
+    out = output_folder(args.out, args.overwrite)
     data = read_paired(args.data) if args.data else None
     config = CompareConfig(
         methods=tuple(args.methods), sweeps=sweeps, fixed=fixed, seeds=tuple(args.seeds),
@@ -75,7 +71,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Any) -> None:
     """Add ``dssl compare``."""
     p = subparsers.add_parser(
         "compare", help="compare methods over their dials and seeds (CSV + Figure-3(b) PNG)",
@@ -83,8 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(the paper's synthetic data by default) through the same loop, probe every "
         "representation the same way, and write results.csv, summary.md and figure3b.png. "
         f"Methods: {', '.join(method_names())}.")
-    p.add_argument("--methods", type=_names,
-                   default=["disentangled_ssl", "joint", "focal", "dmvae"],
+    p.add_argument("--methods", type=names, default=["disentangled_ssl", "joint", "focal", "dmvae"],
                    help="comma-separated method names (default: disentangled_ssl,joint,focal,"
                    "dmvae)")
     p.add_argument("--sweep", action="append", metavar="METHOD:DIAL=V1,V2",
@@ -98,20 +93,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-samples", type=int, default=20000, help="synthetic rows (paper: 90000)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data")
     p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="training seeds")
+    p.add_argument("--seeds", type=ints, default=[0, 1, 2], help="training seeds")
     p.add_argument("--epochs", type=int, default=5, help="epochs of one-stage methods")
     p.add_argument("--shared-epochs", type=int, default=5, help="DisentangledSSL step-1 epochs")
     p.add_argument("--specific-epochs", type=int, default=5,
                    help="DisentangledSSL step-2 epochs")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--representations", type=_names, default=["shared", "specific1", "specific2"],
+    p.add_argument("--representations", type=names,
+                   default=["shared", "specific1", "specific2"],
                    help="representations to probe (shared, shared1, shared2, specific1, "
                    "specific2; specificK means sharedK for shared-only methods)")
     p.add_argument("--own-label", default="y1", help="label of the x axis (modality-1 label)")
     p.add_argument("--leak-label", default="yc", help="label of the y axis (shared label)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--out", default="results/compare", help="output folder")
+    add_out(p, "output folder", required=False, default="results/compare")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=_cmd_compare)

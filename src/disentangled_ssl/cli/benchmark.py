@@ -1,0 +1,136 @@
+"""``dssl benchmark real|multibench|infocore``: probes and retrieval on real data (see
+:mod:`disentangled_ssl.experiments.real`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.cli._args import add_out, check_out, ints, names
+from disentangled_ssl.data.datasets import DATASETS
+from disentangled_ssl.experiments.real import RealBenchmarkConfig
+
+#: Training options every benchmark takes, with their types (defaults: RealBenchmarkConfig).
+_FLOAT_OPTIONS = ("beta", "lam", "lr", "noise_std", "drop_fraction")
+_INT_OPTIONS = ("shared_dim", "specific_dim", "hidden_dim", "shared_epochs", "specific_epochs",
+                "batch_size")
+_HELP = {"shared_epochs": "DisentangledSSL step-1 epochs (also CLIP's epochs)",
+         "noise_std": "augmentation: Gaussian noise on standardised features",
+         "drop_fraction": "augmentation: fraction of features zeroed"}
+
+
+def _config(args: argparse.Namespace, **extra: Any) -> RealBenchmarkConfig:
+    options = {name: getattr(args, name) for name in (*_FLOAT_OPTIONS, *_INT_OPTIONS)}
+    return RealBenchmarkConfig(seeds=args.seeds, device=args.device, **options, **extra)
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    defaults = RealBenchmarkConfig()
+    p.add_argument("--seeds", type=ints, default=list(defaults.seeds))
+    for name in (*_FLOAT_OPTIONS, *_INT_OPTIONS):
+        p.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name),
+                       type=float if name in _FLOAT_OPTIONS else int, help=_HELP.get(name))
+    p.add_argument("--device", default="auto")
+
+
+def _cmd_real(args: argparse.Namespace) -> int:
+    from disentangled_ssl.experiments.real import run_real_benchmark
+
+    config = _config(args, datasets=args.datasets, test_size=args.test_size)
+    out = Path(args.out)
+    run_real_benchmark(config, out, overwrite=args.overwrite,
+                       log=(lambda _m: None) if args.quiet else print)
+    print((out / "summary.md").read_text())
+    print(f"wrote {out / 'results.csv'}, {out / 'summary.md'}, {out / 'config.json'}")
+    return 0
+
+
+def _write_json(out: str, result: dict) -> None:
+    from disentangled_ssl._io import write_json_atomic
+
+    write_json_atomic(out, result, indent=2)
+    print(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+def _cmd_multibench(args: argparse.Namespace) -> int:
+    from disentangled_ssl.experiments.real import run_multibench
+
+    check_out(args.out, args.overwrite)
+    result = run_multibench(args.file, args.dataset, _config(args),
+                            modalities=tuple(args.modalities), label_policy=args.label_policy)
+    _write_json(args.out, result)
+    return 0
+
+
+def _cmd_infocore(args: argparse.Namespace) -> int:
+    from disentangled_ssl.data.published import read_infocore_cp, read_infocore_ge
+    from disentangled_ssl.experiments.real import run_infocore
+
+    check_out(args.out, args.overwrite)
+    if args.kind == "ge":
+        if not (args.controls and args.id_smiles):
+            raise DSSLError("--kind ge needs --controls (ctl_dict1_mean.pkl) and --id-smiles")
+        data = read_infocore_ge(args.inst_info, args.controls, args.id_smiles, args.mol_repr,
+                                keys=args.keys)
+    else:
+        data = read_infocore_cp(args.inst_info, args.mol_repr)
+    _write_json(args.out, run_infocore(data, _config(args)))
+    return 0
+
+
+def _register_real(group: Any) -> None:
+    r = group.add_parser(
+        "real", help="probe accuracy and cross-modal retrieval on the offline real datasets",
+        description="For each dataset and seed: stratified split, DisentangledSSL and CLIP "
+        "fitted on the training rows (standardised features), then class-probe accuracy of "
+        "shared, specific, both, CLIP and raw features, and retrieval (top-1/5/10, MRR) of "
+        "shared, CLIP, raw features in a CCA space and a random ranking. Writes results.csv, "
+        f"summary.md (mean ± std) and config.json. Datasets: {', '.join(DATASETS)}.")
+    add_out(r, "output folder", required=False, default="results/real")
+    r.add_argument("--datasets", type=names, default=list(RealBenchmarkConfig().datasets),
+                   help="comma-separated dataset names")
+    r.add_argument("--test-size", type=int, default=RealBenchmarkConfig().test_size,
+                   help="test rows")
+    _add_training_options(r)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_cmd_real)
+
+
+def _register_published(group: Any) -> None:
+    m = group.add_parser(
+        "multibench", help="MultiBench affect pickle (MOSI/MOSEI/sarcasm/humor), following "
+        "FactorCL's linear-probe protocol")
+    m.add_argument("--file", required=True, help="e.g. mosi_data.pkl, sarcasm.pkl")
+    m.add_argument("--dataset", required=True, choices=["mosi", "mosei", "sarcasm", "humor"])
+    m.add_argument("--modalities", type=names, default=["vision", "text"])
+    m.add_argument("--label-policy", choices=["factorcl", "multibench"], default="factorcl")
+    add_out(m, "output JSON")
+    _add_training_options(m)
+    m.set_defaults(func=_cmd_multibench)
+    i = group.add_parser(
+        "infocore", help="molecule-phenotype retrieval on InfoCORE's L1000 (ge) or Cell "
+        "Painting (cp) files, following InfoCORE's protocol")
+    i.add_argument("--kind", required=True, choices=["ge", "cp"])
+    i.add_argument("--inst-info", required=True,
+                   help="inst_info_drug.pkl (ge) or inst_info_drug_cp.pkl (cp)")
+    i.add_argument("--mol-repr", required=True, help="mol2vec_mol_repr_dict(_cp).pkl")
+    i.add_argument("--controls", help="ge: ctl_dict1_mean.pkl")
+    i.add_argument("--id-smiles", help="ge: id_smiles")
+    i.add_argument("--keys", help="ge: sel_keys_dosesubset.npy (optional)")
+    add_out(i, "output JSON")
+    _add_training_options(i)
+    i.set_defaults(func=_cmd_infocore)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``dssl benchmark real``, ``dssl benchmark multibench`` and ``dssl benchmark
+    infocore``."""
+    p = subparsers.add_parser("benchmark", help="benchmarks on real data (real: the offline "
+                              "datasets; multibench, infocore: the paper's files you have)")
+    group = p.add_subparsers(dest="benchmark", required=True)
+    _register_real(group)
+    _register_published(group)
