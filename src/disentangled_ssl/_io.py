@@ -1,8 +1,9 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never half of it.
 
 The bytes go to a temporary file in the target's folder, are flushed to disk (``fsync``) and
-then renamed over the target with :func:`os.replace`, which is atomic on POSIX and Windows
-when both paths are on one file system (the same folder guarantees it). A writer killed
+then renamed over the target with :func:`os.replace` (the folder is fsynced too), which is
+atomic on POSIX and Windows when both paths are on one file system (the same folder
+guarantees it). A writer killed
 midway leaves at most a hidden ``.<name>.*.tmp`` file behind, never a truncated target.
 """
 
@@ -14,7 +15,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["fsync_dir", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename inside ``directory`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -39,6 +54,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    fsync_dir(target.parent)
     return target
 
 

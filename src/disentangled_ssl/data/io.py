@@ -3,8 +3,8 @@ header row. Files are never unpickled (``allow_pickle=False``)."""
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl._io import write_bytes_atomic
 from disentangled_ssl.data.synthetic import PairedData
 
 _LATENT_KEYS = ("z1", "zs", "z2")
@@ -149,18 +150,9 @@ def save_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
         raise DSSLError(f"output file {target} must end in .npz")
     if target.exists() and not overwrite:
         raise DSSLError(f"{target} already exists; pass --overwrite to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".npz", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return write_bytes_atomic(target, buffer.getvalue())
 
 
 def save_paired(path: str | os.PathLike[str], data: PairedData, overwrite: bool = False) -> Path:

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl._io import fsync_dir
 from disentangled_ssl._version import __version__
 from disentangled_ssl.estimator.checkpointing import restore_from
 from disentangled_ssl.nn.custom import check_same_encoders, json_safe_params
@@ -56,11 +57,7 @@ def _fsync_tree(folder: Path) -> None:
     for f in folder.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
 
 
 def _exchange(a: Path, b: Path) -> bool:

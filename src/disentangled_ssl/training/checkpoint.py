@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from safetensors.torch import save as save_safetensors
 from torch import Tensor
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl._io import write_bytes_atomic
 from disentangled_ssl._version import __version__
 from disentangled_ssl.training.loop import LoopState
 
@@ -80,39 +80,8 @@ def checkpoint_path(directory: str | os.PathLike[str]) -> Path:
 
 
 # ------------------------------------------------------------------------------ atomic writes
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: temp file, flush, fsync, ``os.replace``, fsync dir.
-
-    Readers (and a process restarted after a crash) see either the old file or the new one.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TMP_SUFFIX, dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _fsync_dir(target.parent)
-    return target
+#: Kept under its old name: checkpoints are written with the package's one atomic writer.
+atomic_write_bytes = write_bytes_atomic
 
 
 def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
