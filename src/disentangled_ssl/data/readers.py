@@ -36,6 +36,7 @@ import torch
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.data.io import load_npy, open_npz
+from disentangled_ssl.data.synthetic import split_indices
 
 __all__ = [
     "MultimodalData",
@@ -150,14 +151,8 @@ class MultimodalData:
     def split(self, test_fraction: float = 0.2, seed: int = 0
               ) -> tuple[MultimodalData, MultimodalData]:
         """Seeded random train/test split (the same permutation as ``PairedData.split``)."""
-        if not 0.0 < test_fraction < 1.0:
-            raise DSSLError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-        n = len(self)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-        n_train = int((1.0 - test_fraction) * n)
-        if n_train == 0 or n_train == n:
-            raise DSSLError(f"test_fraction={test_fraction} leaves an empty split for {n} rows")
-        return self.subset(order[:n_train]), self.subset(order[n_train:])
+        train, test = split_indices(len(self), test_fraction, seed)
+        return self.subset(train), self.subset(test)
 
     def stratified_split(self, label: str, test_size: int | float, seed: int = 0
                          ) -> tuple[MultimodalData, MultimodalData]:

@@ -48,18 +48,28 @@ class PairedData:
     def split(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[PairedData, PairedData]:
         """Random train/test split (``test_fraction`` of the rows go to test), seeded; for the
         synthetic data it matches the authors' ``random_split`` after ``torch.manual_seed(0)``."""
-        if not 0.0 < test_fraction < 1.0:
-            raise DSSLError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-        n = len(self)
-        # Same permutation as torch.utils.data.random_split after torch.manual_seed(seed).
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-        n_train = int((1.0 - test_fraction) * n)
-        if n_train == 0 or n_train == n:
-            raise DSSLError(
-                f"test_fraction={test_fraction} leaves an empty split for {n} rows; "
-                "use more rows or a test_fraction nearer 0.5"
-            )
-        return self.subset(order[:n_train]), self.subset(order[n_train:])
+        train, test = split_indices(len(self), test_fraction, seed)
+        return self.subset(train), self.subset(test)
+
+
+def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, test rows) of a seeded random split: the permutation of
+    ``torch.utils.data.random_split`` after ``torch.manual_seed(seed)``, the first
+    ``int((1 - test_fraction) · n)`` rows for training.
+
+    Raises:
+        DSSLError: ``test_fraction`` outside (0, 1), or a split that leaves a side empty.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise DSSLError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    n_train = int((1.0 - test_fraction) * n)
+    if n_train == 0 or n_train == n:
+        raise DSSLError(
+            f"test_fraction={test_fraction} leaves an empty split for {n} rows; "
+            "use more rows or a test_fraction nearer 0.5"
+        )
+    return order[:n_train], order[n_train:]
 
 
 def label_mlp(in_dim: int, hidden_dim: int, seed: int) -> torch.nn.Sequential:
