@@ -103,16 +103,18 @@ def plot_figure3b(rows: Sequence[Row], path: str | os.PathLike[str],
     cfgs = [c for c in _beta_configs(rows, "specific") if own in c.values and leak in c.values]
     fig = new_figure((6.0, 4.6))
     ax = fig.subplots()
-    for beta in sorted({float(c.dials["beta"]) for c in cfgs}):
+    for n_curve, beta in enumerate(sorted({float(c.dials["beta"]) for c in cfgs})):
         curve = sorted((c for c in cfgs if float(c.dials["beta"]) == beta),
                        key=lambda c: float(c.dials.get("lam", 0.0)))
         x, y = [c.stat(own) for c in curve], [c.stat(leak) for c in curve]
         ax.errorbar([m for m, _, _ in x], [m for m, _, _ in y], xerr=[s for _, s, _ in x],
                     yerr=[s for _, s, _ in y], fmt="o-", capsize=2,
                     label=f"DisentangledSSL β={beta:g}")
-        for cfg, (mx, _, _), (my, _, _) in zip(curve, x, y):
-            ax.annotate(f"λ={float(cfg.dials.get('lam', 0.0)):g}", (mx, my), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
+        if n_curve > 0:
+            continue  # the curves share their λ values: labelling one keeps them readable
+        for k, (cfg, (mx, _, _), (my, _, _)) in enumerate(zip(curve, x, y)):
+            ax.annotate(f"λ={float(cfg.dials.get('lam', 0.0)):g}", (mx, my), fontsize=7,
+                        xytext=(4, 4) if k % 2 else (4, -10), textcoords="offset points")
     if frontier:
         points = sorted((c.mean(own), c.mean(leak)) for c in cfgs)
         best = [p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and q != p
