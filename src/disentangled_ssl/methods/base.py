@@ -150,6 +150,22 @@ class MethodSpec:
         return len(self.stage_names) == 2 and bool(self.reinit)
 
 
+class Objective(nn.Module):
+    """A stage's objective: ``forward(*batch)`` returns the named loss terms (with ``"loss"``)
+    that the loop optimises.
+
+    Args:
+        model: the encoders (and any heads, decoders, critics) it reads.
+        augment: the batch augmentation.
+        loss: the method's loss module (:mod:`disentangled_ssl.losses`); the loop sets dial
+            schedules on it.
+    """
+
+    def __init__(self, model: MultimodalModel, augment: nn.Module, loss: nn.Module) -> None:
+        super().__init__()
+        self.model, self.augment, self.loss = model, augment, loss
+
+
 # ---------------------------------------------------------------------------- helpers
 def _rowwise(augment: nn.Module) -> bool:
     """Whether ``augment`` treats rows independently (then one call may serve many batches)."""

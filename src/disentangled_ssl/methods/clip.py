@@ -9,6 +9,7 @@ from disentangled_ssl.losses.clip import CLIPLoss
 from disentangled_ssl.methods.base import (
     MethodSettings,
     MethodSpec,
+    Objective,
     Stage,
     one_stage,
     pair_average,
@@ -17,12 +18,9 @@ from disentangled_ssl.methods.base import (
 from disentangled_ssl.nn.model import MultimodalModel
 
 
-class CLIPObjective(nn.Module):
+class CLIPObjective(Objective):
     """CLIP on one augmentation per modality, averaged over modality pairs."""
 
-    def __init__(self, model: MultimodalModel, augment: nn.Module, loss: CLIPLoss) -> None:
-        super().__init__()
-        self.model, self.augment, self.loss = model, augment, loss
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         codes = [self.model.shared_embedding(i, self.augment(x)) for i, x in enumerate(xs)]

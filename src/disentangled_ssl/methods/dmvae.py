@@ -13,6 +13,7 @@ from disentangled_ssl.methods.base import (
     MethodSettings,
     MethodSpec,
     ModelShape,
+    Objective,
     Stage,
     one_stage,
     reparameterize,
@@ -23,14 +24,11 @@ from disentangled_ssl.nn.heads import GaussianEncoder
 from disentangled_ssl.nn.model import MultimodalModel
 
 
-class DMVAEObjective(nn.Module):
+class DMVAEObjective(Objective):
     """DMVAE: Gaussian encoders in ``model.shared`` / ``model.specific``, decoders
     ``model.extra["decoders"][i]`` reading ``[private_i, shared]``; one augmentation per
     modality is encoded and reconstructed."""
 
-    def __init__(self, model: MultimodalModel, augment: nn.Module, loss: DMVAELoss) -> None:
-        super().__init__()
-        self.model, self.augment, self.loss = model, augment, loss
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         require_modalities("dmvae", len(xs))

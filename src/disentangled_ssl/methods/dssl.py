@@ -16,6 +16,7 @@ from disentangled_ssl.losses.disentangled import SharedLoss, SpecificLoss
 from disentangled_ssl.methods.base import (
     MethodSettings,
     MethodSpec,
+    Objective,
     Schedule,
     Stage,
     augment_each,
@@ -31,7 +32,7 @@ PAPER = ("Wang et al., 'An Information Criterion for Controlled Disentanglement 
          "Multimodal Data', ICLR 2025")
 
 
-class SharedObjective(nn.Module):
+class SharedObjective(Objective):
     """Step-1 objective over M modalities (the loss is averaged over all modality pairs).
 
     Args:
@@ -45,8 +46,7 @@ class SharedObjective(nn.Module):
     def __init__(
         self, model: MultimodalModel, augment: nn.Module, loss: SharedLoss, kappa: float | None
     ) -> None:
-        super().__init__()
-        self.model, self.augment, self.loss = model, augment, loss
+        super().__init__(model, augment, loss)
         self.kappa = kappa
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
@@ -58,13 +58,10 @@ class SharedObjective(nn.Module):
                                                              embeddings[j]))
 
 
-class SpecificObjective(nn.Module):
+class SpecificObjective(Objective):
     """Step-2 objective: two augmentations per modality, frozen shared codes, trained specific
     encoders fed ``[x_i, shared_i(x_i)]``."""
 
-    def __init__(self, model: MultimodalModel, augment: nn.Module, loss: SpecificLoss) -> None:
-        super().__init__()
-        self.model, self.augment, self.loss = model, augment, loss
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         specific, shared = [], []

@@ -12,6 +12,7 @@ from disentangled_ssl.methods.base import (
     MethodSettings,
     MethodSpec,
     ModelShape,
+    Objective,
     Stage,
     halves,
     one_stage,
@@ -30,15 +31,12 @@ def _frozen_call(critic: nn.Module, a: Tensor, b: Tensor) -> Tensor:
     return functional_call(critic, params, (a, b))
 
 
-class FactorCLObjective(nn.Module):
+class FactorCLObjective(Objective):
     """FactorCL: shared encoders ``model.shared``, unique encoders ``model.specific`` (reading
     ``x_i`` alone), and the critics in ``model.extra``: ``shared_nce``, ``shared_club``
     (conditional), ``unique_self`` (one per modality), ``unique_club`` and ``unique_cond``.
     Two augmented views per modality; the second plays FactorCL's X_i'."""
 
-    def __init__(self, model: MultimodalModel, augment: nn.Module, loss: FactorCLLoss) -> None:
-        super().__init__()
-        self.model, self.augment, self.loss = model, augment, loss
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         require_modalities("factorcl", len(xs))

@@ -12,6 +12,7 @@ from disentangled_ssl.methods.base import (
     MethodSettings,
     MethodSpec,
     ModelShape,
+    Objective,
     Stage,
     halves,
     one_stage,
@@ -21,12 +22,9 @@ from disentangled_ssl.methods.base import (
 from disentangled_ssl.nn.model import MultimodalModel
 
 
-class FOCALObjective(nn.Module):
+class FOCALObjective(Objective):
     """FOCAL: two views per modality through the shared and specific encoders."""
 
-    def __init__(self, model: MultimodalModel, augment: nn.Module, loss: FOCALLoss) -> None:
-        super().__init__()
-        self.model, self.augment, self.loss = model, augment, loss
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         batch = xs[0].shape[0]

@@ -11,6 +11,7 @@ from disentangled_ssl.losses.joint import JointOptLoss
 from disentangled_ssl.methods.base import (
     MethodSettings,
     MethodSpec,
+    Objective,
     Stage,
     halves,
     one_stage,
@@ -22,14 +23,13 @@ from disentangled_ssl.methods.dssl import PAPER
 from disentangled_ssl.nn.model import MultimodalModel
 
 
-class JointOptObjective(nn.Module):
+class JointOptObjective(Objective):
     """JointOpt: two views per modality; vMF samples of the shared codes for the shared
     InfoNCE, the specific codes for the self-contrastive term and the orthogonality."""
 
     def __init__(self, model: MultimodalModel, augment: nn.Module, loss: JointOptLoss,
                  kappa: float) -> None:
-        super().__init__()
-        self.model, self.augment, self.loss = model, augment, loss
+        super().__init__(model, augment, loss)
         self.kappa = float(kappa)
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:

@@ -9,6 +9,7 @@ from disentangled_ssl.losses.simclr import SimCLRLoss
 from disentangled_ssl.methods.base import (
     MethodSettings,
     MethodSpec,
+    Objective,
     Stage,
     halves,
     one_stage,
@@ -18,12 +19,9 @@ from disentangled_ssl.methods.base import (
 from disentangled_ssl.nn.model import MultimodalModel
 
 
-class SimCLRObjective(nn.Module):
+class SimCLRObjective(Objective):
     """SimCLR per modality: two augmentations through the modality's (only) encoder."""
 
-    def __init__(self, model: MultimodalModel, augment: nn.Module, loss: SimCLRLoss) -> None:
-        super().__init__()
-        self.model, self.augment, self.loss = model, augment, loss
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         batch = xs[0].shape[0]
