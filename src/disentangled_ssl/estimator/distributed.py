@@ -59,11 +59,7 @@ def fit_distributed(estimator: DisentangledSSL, X1: object, X2: object = None, *
         estimator.set_params(bf16=bool(bf16))
     estimator.set_params(device=str(ctx.device))
     views = _as_views(X1, X2, more, "fit_distributed")
-    spec = estimator._spec()
-    for name in spec.stage_names:
-        epochs = estimator._epochs(name)
-        if name in spec.reinit and epochs == 0:
-            continue
+    for name, epochs in estimator._planned_stages():
         stage, data, config = estimator.prepare_stage(name, views, gather=ctx.world_size > 1)
         if epochs == 0:
             continue

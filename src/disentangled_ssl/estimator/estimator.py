@@ -456,14 +456,19 @@ class DisentangledSSL(BaseEstimator):
         checkpoint = checkpoint_to_resume(self, resume)
         if checkpoint is not None:
             return resume_fit(self, checkpoint, views)
-        for name in self._spec().stage_names:
-            epochs = self._epochs(name)
-            if name in self._spec().reinit and epochs == 0:
-                continue
+        for name, epochs in self._planned_stages():
             prepared = self.prepare_stage(name, views)
             if epochs > 0:
                 self._train(prepared)
         return self
+
+    def _planned_stages(self) -> list[tuple[str, int]]:
+        """(stage, epochs) that a fit prepares, in order: a later stage with 0 epochs is
+        skipped; the first stage is always prepared (it builds the model), and trained only
+        with epochs > 0."""
+        spec = self._spec()
+        planned = [(name, self._epochs(name)) for name in spec.stage_names]
+        return [(name, e) for name, e in planned if e > 0 or name not in spec.reinit]
 
     def _require_two_step(self, what: str) -> None:
         if not self._spec().two_step:
