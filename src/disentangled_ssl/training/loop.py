@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from disentangled_ssl._errors import DSSLError, PerformanceWarning, TrainingDivergedError
 from disentangled_ssl.methods.base import Schedule, Stage
 
-__all__ = ["LoopState", "Schedule", "Stage", "TrainConfig", "resolve_device", "train_stage"]
+__all__ = ["LoopState", "Schedule", "Stage", "TrainConfig", "resolve_device", "rng_fork",
+           "train_stage"]
 
 @dataclass
 class TrainConfig:
