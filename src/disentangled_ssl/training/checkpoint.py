@@ -80,10 +80,6 @@ def checkpoint_path(directory: str | os.PathLike[str]) -> Path:
 
 
 # ------------------------------------------------------------------------------ atomic writes
-#: Kept under its old name: checkpoints are written with the package's one atomic writer.
-atomic_write_bytes = write_bytes_atomic
-
-
 def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
     """Delete temporary files left in ``directory`` by a checkpoint write that was killed."""
     folder = Path(directory)
@@ -182,7 +178,7 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
         "payload": payload,
         "sha256": _digest(payload, tensors),
     }
-    return atomic_write_bytes(path, save_safetensors(tensors, metadata=metadata))
+    return write_bytes_atomic(path, save_safetensors(tensors, metadata=metadata))
 
 
 def _read_header(data: bytes, path: Path) -> dict[str, str]:
