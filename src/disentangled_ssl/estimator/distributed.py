@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.estimator.estimator import DisentangledSSL, _as_views
+from disentangled_ssl.estimator.estimator import DisentangledSSL, as_views
 from disentangled_ssl.training.distributed import (
     DistributedContext,
     distributed_stage,
@@ -58,7 +58,7 @@ def fit_distributed(estimator: DisentangledSSL, X1: object, X2: object = None, *
     if bf16 is not None:
         estimator.set_params(bf16=bool(bf16))
     estimator.set_params(device=str(ctx.device))
-    views = _as_views(X1, X2, more, "fit_distributed")
+    views = as_views(X1, X2, more, "fit_distributed")
     for name, epochs in estimator._planned_stages():
         stage, data, config = estimator.prepare_stage(name, views, gather=ctx.world_size > 1)
         if epochs == 0:

@@ -72,7 +72,7 @@ class PreparedStage(NamedTuple):
     config: TrainConfig
 
 
-def _as_views(X1: object, X2: object, more: tuple[object, ...], what: str) -> tuple:
+def as_views(X1: object, X2: object, more: tuple[object, ...], what: str) -> tuple:
     """``(X1, X2, *more)``, or the views of a list ``X1`` when ``X2`` is None."""
     if X2 is None:
         if not more and isinstance(X1, (list, tuple)):
@@ -452,7 +452,7 @@ class DisentangledSSL(BaseEstimator):
             DSSLError: bad input or settings, or a checkpoint that cannot be resumed.
             TrainingDivergedError: a loss term became NaN/inf; the last good checkpoint is kept.
         """
-        views = _as_views(X1, X2, more, "fit")
+        views = as_views(X1, X2, more, "fit")
         checkpoint = checkpoint_to_resume(self, resume)
         if checkpoint is not None:
             return resume_fit(self, checkpoint, views)
@@ -481,7 +481,7 @@ class DisentangledSSL(BaseEstimator):
         """Train (from scratch) only step 1, the shared encoders; returns ``self``."""
         self._require_two_step("fit_shared")
         prepared = self.prepare_stage(self._spec().stage_names[0],
-                                      _as_views(X1, X2, more, "fit_shared"))
+                                      as_views(X1, X2, more, "fit_shared"))
         if prepared.stage.epochs > 0:
             self._train(prepared)
         return self
@@ -495,7 +495,7 @@ class DisentangledSSL(BaseEstimator):
         """
         self._require_two_step("fit_specific")
         self._train(self.prepare_stage(self._spec().stage_names[1],
-                                       _as_views(X1, X2, more, "fit_specific")))
+                                       as_views(X1, X2, more, "fit_specific")))
         return self
 
     def with_params(self, **params: object) -> DisentangledSSL:
@@ -533,7 +533,7 @@ class DisentangledSSL(BaseEstimator):
         """Embed paired rows: ``transform([X1, X2])`` or ``transform(X1, X2)`` returns
         :class:`Embeddings` with ``shared1``, ``shared2``, ``specific1``, ``specific2``
         (numpy float32, one row per input row)."""
-        arrays = self.validate_views(_as_views(X1, X2, more, "transform"), fitting=False)
+        arrays = self.validate_views(as_views(X1, X2, more, "transform"), fitting=False)
         model = self.model_.eval()
         device = next(model.parameters()).device
         shared: list[list[np.ndarray]] = [[] for _ in arrays]

@@ -15,7 +15,7 @@ import torch
 from sklearn.base import clone
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.estimator.estimator import DisentangledSSL, _as_views
+from disentangled_ssl.estimator.estimator import DisentangledSSL, as_views
 from disentangled_ssl.training.ensemble import train_ensemble
 
 __all__ = ["fit_shared_grid", "fit_specific_grid"]
@@ -81,7 +81,7 @@ def fit_shared_grid(estimator: DisentangledSSL, betas: Sequence[float], X1: obje
     members = [clone(estimator).set_params(beta=float(b), random_state=seed) for b in betas]
     _check_grid(members, "beta")
     stage = members[0]._spec().stage_names[0]
-    return _run_grid(members, stage, _as_views(X1, X2, more, "fit_shared_grid"))
+    return _run_grid(members, stage, as_views(X1, X2, more, "fit_shared_grid"))
 
 
 def fit_specific_grid(fitted: DisentangledSSL, lams: Sequence[float], X1: object,
@@ -104,4 +104,4 @@ def fit_specific_grid(fitted: DisentangledSSL, lams: Sequence[float], X1: object
     members = [fitted.with_params(lam=float(lam)) for lam in lams]
     _check_grid(members, "lam")
     stage = members[0]._spec().stage_names[1]
-    return _run_grid(members, stage, _as_views(X1, X2, more, "fit_specific_grid"))
+    return _run_grid(members, stage, as_views(X1, X2, more, "fit_specific_grid"))
