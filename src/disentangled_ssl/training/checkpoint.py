@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -159,6 +160,8 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
     tensors["rng/shuffle"] = loop.shuffle_rng.detach().cpu().contiguous()
     tensors.update({f"extra/{k}": v.detach().cpu().contiguous()
                     for k, v in checkpoint.extra.items()})
+    tensors.update({f"best/{k}": v.detach().cpu().contiguous()
+                    for k, v in loop.best_state.items()})
     doc = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -169,6 +172,9 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
         "optimizer": optim_doc,
         "scheduler": _json_ready(loop.scheduler, "the LR scheduler state"),
         "history": _json_ready(loop.history, "the training history"),
+        "global_step": int(loop.global_step),
+        "best_epoch": int(loop.best_epoch),
+        "best_loss": float(loop.best_loss) if math.isfinite(loop.best_loss) else None,
         "meta": _json_ready(checkpoint.meta, "the checkpoint meta data"),
     }
     payload = json.dumps(doc, sort_keys=True)
@@ -235,7 +241,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         )
     try:
         doc = json.loads(payload)
-        groups: dict[str, dict[str, Tensor]] = {"model": {}, "optimizer": {}, "extra": {}}
+        groups: dict[str, dict[str, Tensor]] = {"model": {}, "optimizer": {}, "extra": {},
+                                                "best": {}}
         for key, value in tensors.items():
             head, _, rest = key.partition("/")
             if head in groups:
@@ -247,6 +254,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             torch_rng=tensors["rng/torch"],
             shuffle_rng=tensors["rng/shuffle"],
             history=list(doc["history"]),
+            global_step=int(doc.get("global_step", 0)),
+            best_epoch=int(doc.get("best_epoch", -1)),
+            best_loss=(float(doc["best_loss"]) if doc.get("best_loss") is not None
+                       else float("inf")),
+            best_state=groups["best"],
         )
         return Checkpoint(stage=str(doc["stage"]), loop=loop, model=groups["model"],
                           meta=dict(doc["meta"]), extra=groups["extra"])

@@ -9,22 +9,22 @@ history of every loss term, the divergence guard, progress and checkpoints.
 from __future__ import annotations
 
 import contextlib
-import math
 import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from disentangled_ssl._errors import DSSLError, PerformanceWarning, TrainingDivergedError
+from disentangled_ssl.data.loaders import Batches, TensorBatches
 from disentangled_ssl.methods.base import Schedule, Stage
 
-__all__ = ["LoopState", "Schedule", "Stage", "TrainConfig", "resolve_device", "rng_fork",
-           "train_stage"]
+__all__ = ["LoopState", "Schedule", "Stage", "TrainConfig", "as_batches", "evaluate_stage",
+           "resolve_device", "rng_fork", "train_stage"]
 
 @dataclass
 class TrainConfig:
@@ -42,6 +42,9 @@ class TrainConfig:
         bf16: run the objective's forward under ``torch.autocast`` with bfloat16 (mixed
             precision for GPUs with bf16 tensor cores; parameters, gradients and the optimiser
             stay float32). Off by default; on CPUs without bf16 matrix units it is slower.
+        early_stopping_patience: with validation batches, stop when the validation loss has
+            not improved for this many epochs and restore the trainable modules of the best
+            epoch (None: train every epoch, still reporting the validation terms).
     """
 
     batch_size: int = 256
@@ -51,11 +54,17 @@ class TrainConfig:
     progress: bool = True
     fused_optimizer: bool = True
     bf16: bool = False
+    early_stopping_patience: int | None = None
 
 
 @dataclass
 class LoopState:
-    """Everything needed to continue a stage exactly where it stopped."""
+    """Everything needed to continue a stage exactly where it stopped.
+
+    ``global_step`` counts the optimiser steps so far (dial schedules read it); ``best_epoch``,
+    ``best_loss`` and ``best_state`` (the trainable modules' weights at the best validation
+    epoch) carry early stopping across a resume.
+    """
 
     epoch: int
     optimizer: dict
@@ -63,6 +72,10 @@ class LoopState:
     torch_rng: Tensor
     shuffle_rng: Tensor
     history: list[dict[str, float]]
+    global_step: int = 0
+    best_epoch: int = -1
+    best_loss: float = float("inf")
+    best_state: dict[str, Tensor] = field(default_factory=dict)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -130,29 +143,58 @@ def rng_fork(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.random.fork_rng(devices=devices)
 
 
+def _trainable_state(stage: Stage) -> dict[str, Tensor]:
+    """A CPU copy of the trainable modules' weights, keyed ``<module index>.<name>``."""
+    return {f"{k}.{name}": t.detach().to("cpu", copy=True)
+            for k, module in enumerate(stage.trainable)
+            for name, t in module.state_dict().items()}
+
+
+def _load_trainable_state(stage: Stage, state: dict[str, Tensor]) -> None:
+    for k, module in enumerate(stage.trainable):
+        prefix = f"{k}."
+        module.load_state_dict({name[len(prefix):]: t for name, t in state.items()
+                                if name.startswith(prefix)})
+
+
+def as_batches(data: Sequence[Tensor] | Batches, batch_size: int) -> Batches:
+    """Resident tensors become :class:`TensorBatches`; a batch source is used as given."""
+    if isinstance(data, (list, tuple)):
+        return TensorBatches(data, batch_size)
+    return data  # type: ignore[return-value]
+
+
 def train_stage(
     stage: Stage,
-    data: Sequence[Tensor],
+    data: Sequence[Tensor] | Batches,
     config: TrainConfig,
     *,
     resume: LoopState | None = None,
     on_epoch_end: Callable[[LoopState], None] | None = None,
+    validation: Batches | Sequence[Tensor] | None = None,
 ) -> list[dict[str, float]]:
-    """Run one stage over paired tensors and return its per-epoch history.
+    """Run one stage over paired batches and return its per-epoch history.
 
     Args:
         stage: what to train and how.
-        data: one (n, d_i) tensor per modality, already on the training device; row k of each
-            is the same sample.
-        config: batch size, learning rate, seed, progress.
+        data: one (n, ...) tensor per modality, already on the training device (row k of each
+            is the same sample; shuffled per epoch, the last incomplete batch dropped), or a
+            batch source (:class:`~disentangled_ssl.data.loaders.LoaderBatches`) fed by a
+            ``torch.utils.data`` pipeline.
+        config: batch size, learning rate, seed, progress, early stopping.
         resume: state saved by ``on_epoch_end`` of an earlier run of this same stage; training
             continues from the epoch after it and ends bit-identical (on CPU) to an
-            uninterrupted run.
+            uninterrupted run (for a data loader: when the loader yields the same batches for
+            the same epoch, as the estimator's loaders over map-style datasets do).
         on_epoch_end: called with the loop state after every epoch (checkpointing).
+        validation: held-out batches: after every epoch the objective's loss terms on them
+            (no gradients, modules in eval mode, the same augmentation draws every epoch) are
+            recorded as ``val_<term>``; with ``config.early_stopping_patience`` they decide
+            when to stop.
 
     Returns:
-        One dict per epoch: the mean of every loss term, ``lr``, ``seconds`` and the dial
-        values.
+        One dict per epoch: the mean of every loss term, ``lr``, ``seconds``, the dial values
+        and the validation terms.
 
     Raises:
         TrainingDivergedError: a loss term became NaN/inf; names the epoch, step and term.
@@ -160,34 +202,72 @@ def train_stage(
     The stage draws its randomness from torch's global RNG, seeded with ``config.seed``
     inside :func:`rng_fork`: the caller's RNG state is the same before and after.
     """
-    with rng_fork(data[0].device):
-        return _train_stage(stage, data, config, resume=resume, on_epoch_end=on_epoch_end)
+    batches = as_batches(data, config.batch_size)
+    held_out = as_batches(validation, config.batch_size) if validation is not None else None
+    with rng_fork(batches.device):
+        return _train_stage(stage, batches, config, resume=resume, on_epoch_end=on_epoch_end,
+                            validation=held_out)
+
+
+@torch.no_grad()
+def evaluate_stage(stage: Stage, batches: Batches, seed: int, bf16: bool = False
+                   ) -> dict[str, float]:
+    """The mean of every loss term of ``stage.objective`` over ``batches`` with every module in
+    eval mode and no gradients; the augmentations draw from ``seed`` (the same draws at every
+    call) inside an RNG fork, so training's random stream is untouched."""
+    modules = [*stage.trainable, *stage.frozen]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    totals: dict[str, float] = {}
+    count = 0
+    precision: contextlib.AbstractContextManager = (
+        torch.autocast(batches.device.type, dtype=torch.bfloat16) if bf16
+        else contextlib.nullcontext())
+    try:
+        with rng_fork(batches.device):
+            torch.manual_seed(seed)
+            shuffle = torch.Generator().manual_seed(seed)
+            for batch in batches.epoch(0, shuffle):
+                with precision:
+                    terms = stage.objective(*batch)
+                for k, v in terms.items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+                count += 1
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+    if count == 0:
+        raise DSSLError("the validation data yielded no batch; give it at least batch_size rows")
+    return {k: v / count for k, v in totals.items()}
+
+
+def _warn_bf16(device: torch.device) -> None:
+    reason = bf16_emulated(device)
+    if reason is not None:
+        warnings.warn(
+            f"bf16=True but {reason}: bfloat16 is emulated there and training runs several "
+            "times slower than float32; leave bf16 off on this device",
+            PerformanceWarning, stacklevel=4,
+        )
 
 
 def _train_stage(
     stage: Stage,
-    data: Sequence[Tensor],
+    batches: Batches,
     config: TrainConfig,
     *,
     resume: LoopState | None,
     on_epoch_end: Callable[[LoopState], None] | None,
+    validation: Batches | None,
 ) -> list[dict[str, float]]:
-    n = int(data[0].shape[0])
-    steps = n // config.batch_size
-    if steps == 0:
-        raise DSSLError(
-            f"{n} training rows is fewer than batch_size={config.batch_size}; "
-            f"use batch_size <= {n} (e.g. batch_size={max(1, 2 ** int(math.log2(max(n, 1))))})"
-        )
-    device = data[0].device
+    device = batches.device
     if config.bf16:
-        reason = bf16_emulated(device)
-        if reason is not None:
-            warnings.warn(
-                f"bf16=True but {reason}: bfloat16 is emulated there and training runs several "
-                "times slower than float32; leave bf16 off on this device",
-                PerformanceWarning, stacklevel=3,
-            )
+        _warn_bf16(device)
+    patience = config.early_stopping_patience
+    if patience is not None and validation is None:
+        raise DSSLError("early_stopping_patience needs validation data (validation_fraction > 0 "
+                        "or fit(..., validation=...))")
     params = _parameters(stage.trainable)
     if not params:
         raise DSSLError(f"stage {stage.name!r} has no trainable parameters")
@@ -195,7 +275,8 @@ def _train_stage(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(stage.epochs, 1))
     shuffle_rng = torch.Generator()
     history: list[dict[str, float]] = []
-    start = 0
+    start, global_step = 0, 0
+    best_epoch, best_loss, best_state = -1, float("inf"), {}
     if resume is None:
         torch.manual_seed(config.seed)
         shuffle_rng.manual_seed(config.seed)
@@ -205,7 +286,12 @@ def _train_stage(
         torch.set_rng_state(resume.torch_rng)
         shuffle_rng.set_state(resume.shuffle_rng)
         history = list(resume.history)
-        start = resume.epoch + 1
+        start, global_step = resume.epoch + 1, int(resume.global_step)
+        best_epoch, best_loss = int(resume.best_epoch), float(resume.best_loss)
+        best_state = dict(resume.best_state)
+        # Old checkpoints carry no step count: every epoch of a fixed-size source has the same.
+        if global_step == 0 and start > 0 and batches.steps:
+            global_step = start * int(batches.steps)
 
     grad_state = [(p, p.requires_grad) for m in stage.frozen for p in m.parameters()]
     for p, _ in grad_state:
@@ -220,6 +306,10 @@ def _train_stage(
         torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16
         else contextlib.nullcontext()
     )
+    known_steps = batches.steps
+    if (resume is not None and patience is not None
+            and resume.epoch - best_epoch >= patience):
+        start = stage.epochs  # the checkpointed run had already stopped early
 
     bar = tqdm(
         range(start, stage.epochs), desc=stage.name, disable=not config.progress, unit="epoch",
@@ -228,28 +318,37 @@ def _train_stage(
     try:
         for epoch in bar:
             tic = time.perf_counter()
-            order = torch.randperm(n, generator=shuffle_rng).to(device)
             names: list[str] = []
+            rows: list[Tensor] = []
             totals: Tensor | None = None
             dial_values: dict[str, float] = {}
-            for step in range(steps):
-                global_step = epoch * steps + step
+            step = -1
+            for step, batch in enumerate(batches.epoch(epoch, shuffle_rng)):
                 for dial, schedule in stage.dials.items():
                     dial_values[dial] = float(schedule(global_step))
                     setattr(loss_module, dial, dial_values[dial])
-                index = order[step * config.batch_size : (step + 1) * config.batch_size]
                 with precision:
-                    terms = stage.objective(*(x.index_select(0, index) for x in data))
+                    terms = stage.objective(*batch)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()
-                if totals is None:
+                global_step += 1
+                if not names:
                     names = list(terms)
-                    totals = torch.empty(steps, len(names), device=device)
+                    if known_steps:
+                        totals = torch.empty(known_steps, len(names), device=device)
                 # One row per step, no host sync: checked for finiteness once per epoch.
-                totals[step] = torch.stack([terms[k].detach() for k in names])
-            assert totals is not None
-            values = totals.cpu()
+                row = torch.stack([terms[k].detach() for k in names])
+                if totals is not None and step < totals.shape[0]:
+                    totals[step] = row
+                else:
+                    rows.append(row)
+            if step < 0:
+                raise DSSLError(f"stage {stage.name!r}: the training data yielded no batch in "
+                                f"epoch {epoch + 1}; give it at least batch_size rows")
+            parts = ([totals[:step + 1]] if totals is not None else []) + (
+                [torch.stack(rows)] if rows else [])
+            values = torch.cat(parts).float().cpu()
             finite = torch.isfinite(values)
             if not bool(finite.all()):
                 bad_step, bad_term = (~finite).nonzero()[0].tolist()
@@ -262,6 +361,15 @@ def _train_stage(
             record["lr"] = optimizer.param_groups[0]["lr"]
             record.update(dial_values)
             scheduler.step()
+            stop = False
+            if validation is not None:
+                held = evaluate_stage(stage, validation, config.seed + 7919, config.bf16)
+                record.update({f"val_{k}": v for k, v in held.items()})
+                if held["loss"] < best_loss:
+                    best_epoch, best_loss = epoch, float(held["loss"])
+                    if patience is not None:
+                        best_state = _trainable_state(stage)
+                stop = patience is not None and epoch - best_epoch >= patience
             record["seconds"] = time.perf_counter() - tic
             history.append(record)
             bar.set_postfix({k: f"{record[k]:.4g}" for k in names})
@@ -274,12 +382,21 @@ def _train_stage(
                         torch_rng=torch.get_rng_state(),
                         shuffle_rng=shuffle_rng.get_state(),
                         history=list(history),
+                        global_step=global_step,
+                        best_epoch=best_epoch,
+                        best_loss=best_loss,
+                        best_state=best_state,
                     )
                 )
+            if stop:
+                break
     finally:
         bar.close()
         for p, flag in grad_state:
             p.requires_grad_(flag)
+    if patience is not None and best_state:
+        _load_trainable_state(stage, best_state)
+        history[-1]["best_epoch"] = best_epoch + 1  # 1-based, as in progress and messages
     for module in stage.trainable:
         module.eval()
     return history
