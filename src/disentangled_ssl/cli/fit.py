@@ -34,6 +34,9 @@ _MODULES_ONLY = "a list of torch.nn.Module objects; pass it from Python (docs/re
 EXCLUDED_PARAMS: dict[str, str] = {
     "shared_encoders": _MODULES_ONLY,
     "specific_encoders": _MODULES_ONLY,
+    "augmentations": _MODULES_ONLY,
+    "modalities": "its own flag, --modalities KIND[,KIND...] (kind objects with options: "
+                  "from Python)",
 }
 #: Extra flags, kept from earlier versions of the command line: parameter -> flags.
 PARAM_ALIASES: dict[str, tuple[str, ...]] = {"random_state": ("--seed",)}
@@ -67,7 +70,24 @@ def resolve_params(args: argparse.Namespace) -> dict[str, Any]:
     params = fit_params()
     config = (read_config(args.config, params, excluded=EXCLUDED_PARAMS,
                           aliases=PARAM_ALIASES) if args.config else {})
-    return {**CLI_DEFAULTS, **config, **given_params(args, params)}
+    resolved = {**CLI_DEFAULTS, **config, **given_params(args, params)}
+    if getattr(args, "modalities", None):
+        resolved["modalities"] = parse_modalities(args.modalities)
+    return resolved
+
+
+def parse_modalities(text: str) -> str | tuple[str, ...]:
+    """``--modalities image,tokens`` -> ("image", "tokens"); one name applies to all."""
+    from disentangled_ssl.nn.modalities import KINDS
+
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    for name in names:
+        if name != "auto" and name not in KINDS:
+            raise DSSLError(f"--modalities: unknown kind {name!r}; the kinds are auto, "
+                            f"{', '.join(KINDS)}")
+    if not names:
+        raise DSSLError("--modalities needs at least one kind, e.g. --modalities image,tokens")
+    return names[0] if len(names) == 1 else names
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -233,6 +253,10 @@ def _register_fit(sub: Any) -> None:
                    help="with --distributed: the torch.distributed backend (default: nccl on "
                    "GPUs, gloo on CPUs)")
     group = p.add_argument_group("estimator parameters (DisentangledSSL)")
+    group.add_argument("--modalities", metavar="KIND[,KIND...]", default=None,
+                       help="the kind of each modality: auto (default: by array rank), "
+                       "vector, sequence, image or tokens; one kind for all, or one per "
+                       "modality, comma-separated (e.g. image,tokens)")
     add_param_flags(group, fit_params(), aliases=PARAM_ALIASES, defaults=CLI_DEFAULTS)
     group.add_argument("--quiet", dest="verbose", action="store_false",
                        default=argparse.SUPPRESS, help="no progress bars (= --no-verbose)")

@@ -164,3 +164,71 @@ def make_synthetic(
         latents={"z1": z1.astype(np.float32), "zs": zs.astype(np.float32),
                  "z2": z2.astype(np.float32)},
     )
+
+
+class SyntheticStream:
+    """The paper's generator drawn batch by batch, for data that never sits in memory.
+
+    Fixed mixing matrices T1, T2 (drawn from ``seed``) and label networks (seeded 0, 1, 2, as
+    in :func:`make_synthetic`); each epoch draws ``n_rows`` fresh latents in batches of
+    ``batch_size`` from ``(seed, epoch)`` (call :meth:`set_epoch`, as the estimator's loop
+    does), so an epoch's batches are reproducible and memory holds one batch. Iterating
+    yields ``(x1, x2)`` float32 tensor batches; pass the stream itself to ``fit``. The labels'
+    thresholds are the medians of a 100 000-row calibration draw, so :meth:`sample` gives
+    balanced labels for probes.
+
+    Example:
+        >>> stream = SyntheticStream(n_rows=1024, batch_size=256, seed=0)
+        >>> len(stream), [tuple(x.shape) for x in next(iter(stream))]
+        (4, [(256, 100), (256, 100)])
+    """
+
+    def __init__(self, n_rows: int = 1_000_000, batch_size: int = 256, seed: int = 0,
+                 shared_dim: int = 50, private_dim: int = 50, x_dim: int = 100,
+                 variance: float = 0.5) -> None:
+        for name, value in {"n_rows": n_rows, "batch_size": batch_size, "shared_dim": shared_dim,
+                            "private_dim": private_dim, "x_dim": x_dim}.items():
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise DSSLError(f"{name} must be a positive integer, got {value!r}")
+        self.n_rows, self.batch_size, self.seed = int(n_rows), int(batch_size), int(seed)
+        self.dims = (int(private_dim), int(shared_dim), int(private_dim))
+        self.scale = float(np.sqrt(variance))
+        rng = np.random.RandomState(seed)
+        self.t1 = torch.from_numpy(rng.uniform(-1, 1, (private_dim + shared_dim, x_dim))).float()
+        self.t2 = torch.from_numpy(rng.uniform(-1, 1, (private_dim + shared_dim, x_dim))).float()
+        self.epoch = 0
+        self._nets = [label_mlp(d, 100, seed=k) for k, d in enumerate(self.dims)]
+        calibration = self._latents(100_000, torch.Generator().manual_seed(seed + 10**6))
+        self._thresholds = [float(self._score(k, z).median()) for k, z in enumerate(calibration)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n_rows // self.batch_size
+
+    def _latents(self, n: int, g: torch.Generator) -> list[torch.Tensor]:
+        return [torch.randn(n, d, generator=g) * self.scale for d in self.dims]
+
+    def _score(self, k: int, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._nets[k](z).reshape(-1)
+
+    def _views(self, z1: torch.Tensor, zs: torch.Tensor, z2: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([z1, zs], 1) @ self.t1, torch.cat([z2, zs], 1) @ self.t2
+
+    def __iter__(self):  # noqa: ANN204 - a generator of batch tuples
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        for _ in range(len(self)):
+            yield self._views(*self._latents(self.batch_size, g))
+
+    def sample(self, n: int, seed: int) -> PairedData:
+        """``n`` rows (in memory) with labels ``y1``, ``yc``, ``y2`` and latents, drawn from
+        ``seed`` (use seeds other than the stream's epochs for held-out data)."""
+        z = self._latents(n, torch.Generator().manual_seed(seed))
+        x1, x2 = self._views(*z)
+        labels = {name: (self._score(k, z[k]) >= self._thresholds[k]).long().numpy()
+                  for k, name in enumerate(LABEL_NAMES)}
+        return PairedData(x1.numpy(), x2.numpy(), labels,
+                          {"z1": z[0].numpy(), "zs": z[1].numpy(), "z2": z[2].numpy()})

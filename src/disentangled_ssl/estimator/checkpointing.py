@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from disentangled_ssl._errors import DSSLError, TrainingDivergedError
+from disentangled_ssl.estimator.inputs import loader_fingerprint
 from disentangled_ssl.nn.custom import json_safe_params
+from disentangled_ssl.nn.modalities import modality_from_dict
 from disentangled_ssl.training.checkpoint import (
     Checkpoint,
     check_resumable,
@@ -52,6 +54,7 @@ def checkpoint_writer(est: DisentangledSSL, name: str, data_hash: str
     meta = {
         "params": run_params(est), "seed": est.seed_,
         "n_features_in": list(est.n_features_in_), "data": data_hash,
+        "modalities": [k.to_dict() for k in est._kinds()],
         "history": {k: v for k, v in est.history_.items() if k != name},
     }
 
@@ -63,15 +66,31 @@ def checkpoint_writer(est: DisentangledSSL, name: str, data_hash: str
     return write
 
 
+def _chain(*callbacks: Callable[[LoopState], None] | None
+           ) -> Callable[[LoopState], None] | None:
+    present = [c for c in callbacks if c is not None]
+    if not present:
+        return None
+
+    def call(state: LoopState) -> None:
+        for c in present:
+            c(state)
+
+    return call
+
+
 def train_with_checkpoints(est: DisentangledSSL, prepared: PreparedStage,
-                           resume: LoopState | None = None) -> None:
-    """Train a prepared stage through the one loop into ``est.history_``; on divergence,
-    name the last good checkpoint (kept, verified) in the error."""
-    stage, data, config = prepared
+                           resume: LoopState | None = None,
+                           logger: Callable[[LoopState], None] | None = None) -> None:
+    """Train a prepared stage through the one loop into ``est.history_`` (``logger`` is
+    called after the checkpoint of every epoch); on divergence, name the last good
+    checkpoint (kept, verified) in the error."""
+    stage, data, config, validation = prepared
     writer = checkpoint_writer(est, stage.name, est._data_hash)
     try:
         est.history_[stage.name] = train_stage(stage, data, config, resume=resume,
-                                               on_epoch_end=writer)
+                                               on_epoch_end=_chain(writer, logger),
+                                               validation=validation)
     except TrainingDivergedError as exc:
         if est.checkpoint_dir is None or not checkpoint_path(est.checkpoint_dir).is_file():
             raise
@@ -116,6 +135,10 @@ def restore_from(est: DisentangledSSL, checkpoint: Checkpoint, path: Path) -> No
     try:
         est.seed_ = int(checkpoint.meta["seed"])
         est.n_features_in_ = [int(d) for d in checkpoint.meta["n_features_in"]]
+        if "modalities" in checkpoint.meta:
+            est.modalities_ = [modality_from_dict(k) for k in checkpoint.meta["modalities"]]
+        else:  # written before modality kinds: vectors
+            est.__dict__.pop("modalities_", None)
         est.history_ = {str(k): list(v) for k, v in checkpoint.meta["history"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DSSLError(f"{path} is incomplete or invalid ({exc!r})") from exc
@@ -123,24 +146,45 @@ def restore_from(est: DisentangledSSL, checkpoint: Checkpoint, path: Path) -> No
     est.model_ = est._model_from_state(checkpoint.model, path)
 
 
-def resume_fit(est: DisentangledSSL, checkpoint: Checkpoint, views: tuple[object, ...]
-               ) -> DisentangledSSL:
+def _comparable_params(est: DisentangledSSL, checkpoint: Checkpoint) -> dict[str, object]:
+    """The run's parameters, less those a checkpoint of an earlier library version lacks
+    while they keep their default here (added later; that run had their default)."""
+    import inspect
+
+    saved = checkpoint.meta.get("params")
+    params = run_params(est)
+    if not isinstance(saved, dict):
+        return params
+    defaults = {k: p.default for k, p in inspect.signature(type(est)).parameters.items()}
+    return {k: v for k, v in params.items() if k in saved or v != defaults.get(k, object())}
+
+
+def resume_fit(est: DisentangledSSL, checkpoint: Checkpoint, views: tuple[object, ...],
+               validation: object = None) -> DisentangledSSL:
     """Continue the checkpointed stage after its last epoch, then run the later stages."""
-    arrays = est.validate_views(views, fitting=True)
     path = checkpoint_path(est.checkpoint_dir)  # type: ignore[arg-type]
-    check_resumable(checkpoint, path, params=run_params(est),
-                    fingerprint=data_fingerprint(arrays))
+    est._device = resolve_device(est.device)
     restore_from(est, checkpoint, path)
     names = est._spec().stage_names
     if checkpoint.stage not in names:
         raise DSSLError(f"{path} is at stage {checkpoint.stage!r}, which this run lacks")
+    seed = est.seed_ + names.index(checkpoint.stage)
+    train, held = est._split(est._read(views, seed), validation, seed)
+    if train.tensors is not None:
+        train.tensors = est._checked(train, est._kinds(), fitting=True)
+        fingerprint = data_fingerprint([t.numpy() for t in train.tensors])
+    else:
+        fingerprint = loader_fingerprint(train, train.first_batch()[0])
+    check_resumable(checkpoint, path, params=_comparable_params(est, checkpoint),
+                    fingerprint=fingerprint)
+    est._data_hash = fingerprint
     if "cuda_rng" in checkpoint.extra and est._device.type == "cuda":
         torch.cuda.set_rng_state(checkpoint.extra["cuda_rng"], est._device)
     if checkpoint.epoch + 1 < est._epochs(checkpoint.stage):
-        est._train(est._prepared(checkpoint.stage, arrays), resume=checkpoint.loop)
+        est._train(est._prepared(checkpoint.stage, train, held), resume=checkpoint.loop)
     else:
         est.history_[checkpoint.stage] = list(checkpoint.loop.history)
     for name in names[names.index(checkpoint.stage) + 1:]:
         if est._epochs(name) > 0:
-            est._train(est.prepare_stage(name, arrays))
+            est._train(est.prepare_stage(name, views, validation=validation))
     return est

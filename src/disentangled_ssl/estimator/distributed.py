@@ -60,7 +60,11 @@ def fit_distributed(estimator: DisentangledSSL, X1: object, X2: object = None, *
     estimator.set_params(device=str(ctx.device))
     views = as_views(X1, X2, more, "fit_distributed")
     for name, epochs in estimator._planned_stages():
-        stage, data, config = estimator.prepare_stage(name, views, gather=ctx.world_size > 1)
+        stage, data, config, _ = estimator.prepare_stage(name, views,
+                                                         gather=ctx.world_size > 1)
+        if not isinstance(data, list):
+            raise DSSLError("fit_distributed trains on arrays held by every process; data "
+                            "loaders are not supported there yet: pass the arrays")
         if epochs == 0:
             continue
         config = dataclasses.replace(config, progress=config.progress and ctx.is_main)

@@ -23,13 +23,18 @@ from torch import nn
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl._validation import (
-    check_constant_columns,
     check_nonnegative,
     check_paired,
     check_positive_int,
 )
 from disentangled_ssl.data.augment import VectorAugment
-from disentangled_ssl.data.scaling import apply_scaler, attach_scaler, fit_scaler
+from disentangled_ssl.data.loaders import Batches, LoaderBatches, TensorBatches, is_loader_input
+from disentangled_ssl.data.scaling import (
+    apply_scaler,
+    attach_scaler,
+    fit_scaler,
+    fit_scaler_streaming,
+)
 from disentangled_ssl.estimator.checkpointing import (
     checkpoint_to_resume,
     refuse_existing_checkpoint,
@@ -37,6 +42,12 @@ from disentangled_ssl.estimator.checkpointing import (
     train_with_checkpoints,
 )
 from disentangled_ssl.estimator.embeddings import Embeddings
+from disentangled_ssl.estimator.inputs import (
+    Inputs,
+    loader_fingerprint,
+    read_inputs,
+    split_validation,
+)
 from disentangled_ssl.estimator.persistence import load_model, model_from_checkpoint, save_model
 from disentangled_ssl.methods import (
     DEFAULT_METHOD,
@@ -47,14 +58,18 @@ from disentangled_ssl.methods import (
     get_method,
     method_names,
 )
-from disentangled_ssl.nn.custom import (
-    ENCODER_PARAMS,
-    as_encoder_input,
-    check_encoders,
-    n_flat_features,
+from disentangled_ssl.methods.base import Augmentations
+from disentangled_ssl.nn.custom import ENCODER_PARAMS, check_encoders
+from disentangled_ssl.nn.modalities import (
+    Modality,
+    Tokens,
+    Vector,
+    check_modalities_param,
+    resolve_modalities,
 )
 from disentangled_ssl.nn.model import MultimodalModel
 from disentangled_ssl.training.checkpoint import data_fingerprint
+from disentangled_ssl.training.logging import EpochLogger
 from disentangled_ssl.training.loop import LoopState, TrainConfig, resolve_device, rng_fork
 
 
@@ -63,18 +78,26 @@ class PreparedStage(NamedTuple):
 
     Attributes:
         stage: the stage (objective, trainable and frozen modules, epochs) on ``model_``.
-        data: one (n, ...) tensor per modality on the training device (standardised if asked).
-        config: the loop settings (batch size, learning rate, the stage's seed, progress, bf16).
+        data: one (n, ...) tensor per modality on the training device (standardised if asked;
+            arrays input), or a batch source over a data loader.
+        config: the loop settings (batch size, learning rate, the stage's seed, progress, bf16,
+            early stopping).
+        validation: held-out batches (``validation_fraction`` or ``fit(..., validation=)``),
+            or None.
     """
 
     stage: Stage
-    data: list[torch.Tensor]
+    data: list[torch.Tensor] | Batches
     config: TrainConfig
+    validation: Batches | None = None
 
 
 def as_views(X1: object, X2: object, more: tuple[object, ...], what: str) -> tuple:
-    """``(X1, X2, *more)``, or the views of a list ``X1`` when ``X2`` is None."""
+    """``(X1, X2, *more)``, the views of a list ``X1`` when ``X2`` is None, or ``(X1,)`` for a
+    Dataset / DataLoader / re-iterable of batches."""
     if X2 is None:
+        if not more and is_loader_input(X1):
+            return (X1,)
         if not more and isinstance(X1, (list, tuple)):
             return tuple(X1)
         raise DSSLError(
@@ -137,11 +160,32 @@ class DisentangledSSL(BaseEstimator):
             float32; vMF sampling stays float32). For GPUs with bf16 tensor cores and CPUs with
             bf16 instructions (e.g. AMD Zen 4, Intel Sapphire Rapids); results differ from
             float32 training by bf16 rounding. Off by default.
+        modalities: the kind of each modality: "auto" (the default: 2-D arrays are vectors,
+            3-D (rows, time, features) sequences, 4-D (rows, channels, height, width)
+            images), one kind for all, or one per modality: "vector", "sequence", "image",
+            "tokens" (integer ids; must be declared), or a kind object with options, e.g.
+            ``Tokens(vocab_size=5000, pad_id=0)``, ``Sequence(d_model=128)``. Each kind has
+            its default encoders and augmentation; see ``docs/modalities.md``.
+        augmentations: optional list of one ``torch.nn.Module`` (or None for the kind's
+            default) per modality, mapping a (B, ...) batch to an augmented batch of the same
+            shape. Deep-copied at every fit.
+        validation_fraction: hold out this fraction of the training rows (arrays or a
+            map-style Dataset; the same rows for every stage) and record the loss terms on
+            them after every epoch as ``val_<term>`` in ``history_``; 0 holds out none
+            (``fit(..., validation=...)`` gives held-out data explicitly).
+        early_stopping_patience: with validation data, stop a stage when its validation loss
+            has not improved for this many epochs and restore its best epoch (None: train
+            every epoch).
+        num_workers: worker processes of the loader built for a ``Dataset`` input.
+        log_dir: if set, every epoch appends the loss terms of every stage to
+            ``<log_dir>/history.csv`` (and to TensorBoard event files there when tensorboard
+            is installed).
 
     Attributes (after fit):
         model_: the :class:`~disentangled_ssl.models.MultimodalModel`.
         history_: stage name -> per-epoch dicts of every loss term.
-        n_features_in_: features per modality.
+        n_features_in_: features per modality (flattened).
+        modalities_: the resolved kind of each modality (with its shape).
         seed_: the seed used.
 
     Example:
@@ -182,6 +226,12 @@ class DisentangledSSL(BaseEstimator):
         specific_encoders: list[nn.Module] | None = None,
         condition_specific_on_shared: bool = True,
         bf16: bool = False,
+        modalities: str | tuple[str | Modality, ...] = "auto",
+        augmentations: list[nn.Module | None] | None = None,
+        validation_fraction: float = 0.0,
+        early_stopping_patience: int | None = None,
+        num_workers: int = 0,
+        log_dir: str | None = None,
     ) -> None:
         self.beta = beta
         self.lam = lam
@@ -210,6 +260,12 @@ class DisentangledSSL(BaseEstimator):
         self.specific_encoders = specific_encoders
         self.condition_specific_on_shared = condition_specific_on_shared
         self.bf16 = bf16
+        self.modalities = modalities
+        self.augmentations = augmentations
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
+        self.num_workers = num_workers
+        self.log_dir = log_dir
 
     # ------------------------------------------------------------------ validation
     def validate_params(self) -> None:
@@ -249,56 +305,68 @@ class DisentangledSSL(BaseEstimator):
             raise DSSLError(f"checkpoint_dir must be a folder path, got {self.checkpoint_dir!r}")
         if self.random_state is not None:
             check_positive_int("random_state", self.random_state, allow_zero=True)
+        check_modalities_param(self.modalities)
+        if self.augmentations is not None and (
+                not isinstance(self.augmentations, (list, tuple)) or not all(
+                    a is None or isinstance(a, nn.Module) for a in self.augmentations)):
+            raise DSSLError("augmentations must be a list of one torch.nn.Module (or None "
+                            "for the kind's default) per modality, got "
+                            f"{self.augmentations!r}")
+        check_nonnegative("validation_fraction", self.validation_fraction)
+        if not self.validation_fraction < 1:
+            raise DSSLError(f"validation_fraction must be in [0, 1), got "
+                            f"{self.validation_fraction!r}")
+        if self.early_stopping_patience is not None:
+            check_positive_int("early_stopping_patience", self.early_stopping_patience)
+        check_positive_int("num_workers", self.num_workers, allow_zero=True)
+        if self.log_dir is not None and not isinstance(self.log_dir, (str, os.PathLike)):
+            raise DSSLError(f"log_dir must be a folder path, got {self.log_dir!r}")
 
     def validate_views(self, views: tuple[object, ...] | list[object], *, fitting: bool
-                       ) -> list[np.ndarray]:
-        """The views as validated float32 arrays (one per modality, rows paired).
+                       ) -> list[torch.Tensor]:
+        """The views as validated CPU tensors (one per modality, rows paired), each checked
+        by its modality kind (float32, or int64 token ids; a ``(values, lengths)`` sequence
+        packed with its mask channel).
 
         Args:
             views: one (n, ...) array per modality.
-            fitting: training data (checks constant columns and the batch size) or data for a
-                fitted model (checks the modality and feature counts).
+            fitting: training data (checks the batch size; the kinds are resolved from it
+                unless the model is fitted) or data for a fitted model (checks the modality
+                count and each kind's shape).
 
         Raises:
             DSSLError: names the bad view and the fix.
         """
-        names = [f"X{i + 1}" for i in range(len(views))]
-        if len(views) < 2:
-            raise DSSLError(f"need at least two modalities, got {len(views)}")
-        out = [as_encoder_input(a, n, custom=self.shared_encoders is not None)
-               for a, n in zip(views, names)]
-        check_paired(out, names)
-        if fitting:
-            self._check_training_views(out, names)
-        else:
+        inputs = read_inputs(tuple(views), batch_size=self.batch_size, seed=0,
+                             num_workers=0, pin_memory=False)
+        if inputs.tensors is None:
+            raise DSSLError("validate_views checks arrays; a data loader is checked batch by "
+                            "batch while training")
+        if not fitting:
             self._check_fitted()
-            self._check_feature_counts(out, names)
-        return out
+        return self._checked(inputs, None if fitting else self.modalities_, fitting=fitting)
 
-    def _check_training_views(self, arrays: list[np.ndarray], names: list[str]) -> None:
-        for a, n in zip(arrays, names):
-            if a.ndim == 2:  # N-D inputs (images) may have constant pixels
-                check_constant_columns(a, n)
-        if arrays[0].shape[0] < self.batch_size:
-            n = arrays[0].shape[0]
+    def _checked(self, inputs: Inputs, kinds: list[Modality] | None, *, fitting: bool
+                 ) -> list[torch.Tensor]:
+        """The arrays of ``inputs`` checked by ``kinds`` (None: resolved from them)."""
+        tensors = inputs.tensors
+        assert tensors is not None and inputs.masked is not None
+        names = inputs.names
+        check_paired(tensors, names)
+        if kinds is None:
+            kinds = resolve_modalities(self.modalities, tensors, names, inputs.masked)
+        if len(kinds) != len(tensors):
+            raise DSSLError(f"the model was fitted on {len(kinds)} modalities, got "
+                            f"{len(tensors)}")
+        out = [kind.check(t, name) for kind, t, name in zip(kinds, tensors, names)]
+        if fitting and out[0].shape[0] < self.batch_size:
+            n = out[0].shape[0]
             suggestion = 2 ** max(1, int(np.log2(n)))
             raise DSSLError(
                 f"X1 has {n} rows, fewer than batch_size={self.batch_size}; set "
                 f"batch_size={suggestion} (or another value <= {n})"
             )
-
-    def _check_feature_counts(self, arrays: list[np.ndarray], names: list[str]) -> None:
-        if len(arrays) != len(self.n_features_in_):
-            raise DSSLError(
-                f"the model was fitted on {len(self.n_features_in_)} modalities, "
-                f"got {len(arrays)}"
-            )
-        for a, n, d in zip(arrays, names, self.n_features_in_):
-            if n_flat_features(a) != d:
-                raise DSSLError(
-                    f"{n} has {n_flat_features(a)} features but the model was fitted "
-                    f"with {d}"
-                )
+        return out
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -331,40 +399,69 @@ class DisentangledSSL(BaseEstimator):
         return (settings.shared_epochs, settings.specific_epochs)[names.index(name)]
 
     def _new_model(self) -> MultimodalModel:
-        """A freshly initialised model of this estimator's method and sizes (torch's RNG)."""
+        """A freshly initialised model of this estimator's method, kinds and sizes (torch's
+        RNG)."""
         shape = ModelShape(
             self.n_features_in_, self.shared_dim, self.specific_dim, self.hidden_dim,
             self.n_hidden_layers, shared_encoders=copy.deepcopy(self.shared_encoders),
             specific_encoders=copy.deepcopy(self.specific_encoders),
             condition_specific_on_shared=self.condition_specific_on_shared,
+            modalities=self._kinds(),
         )
         model = self._spec().build_model(shape)
         if self.standardize:
-            attach_scaler(model, self.n_features_in_)
+            attach_scaler(model, [k.scaler_size for k in self._kinds()])
         return model
+
+    def _kinds(self) -> list[Modality]:
+        """The resolved kinds (vectors of ``n_features_in_`` for models saved before kinds)."""
+        kinds = getattr(self, "modalities_", None)
+        if kinds is None:
+            kinds = [Vector(features=int(d)) for d in self.n_features_in_]
+        return list(kinds)
 
     def _seeded_model(self, seed: int) -> MultimodalModel:
         with rng_fork(self._device):
             torch.manual_seed(seed)
             return self._new_model()
 
+    def _augment(self) -> nn.Module:
+        """The augmentation of every modality: the kinds' defaults (one vector augmentation
+        shared by all vector modalities) or the custom modules given."""
+        kinds = self._kinds()
+        custom = list(self.augmentations) if self.augmentations is not None else [None] * len(
+            kinds)
+        if len(custom) != len(kinds):
+            raise DSSLError(f"augmentations has {len(custom)} entries for {len(kinds)} "
+                            "modalities; give one module (or None) per modality")
+        vector = VectorAugment(self.noise_std, self.drop_fraction)
+        if all(isinstance(k, Vector) for k in kinds) and all(c is None for c in custom):
+            return vector
+        return Augmentations([
+            copy.deepcopy(c) if c is not None else vector if isinstance(k, Vector)
+            else k.augmentation(self.noise_std, self.drop_fraction)
+            for k, c in zip(kinds, custom)])
+
     # ------------------------------------------------------------------ the stage API
     def prepare_stage(self, name: str, views: tuple[object, ...] | list[object], *,
-                      gather: bool = False) -> PreparedStage:
+                      gather: bool = False, validation: object = None) -> PreparedStage:
         """Validate, seed and initialise for stage ``name`` exactly as ``fit`` does, and
         return what the loop needs; the caller trains it (``train_stage(*prepared)``, a
         batched ensemble, data-parallel processes) and stores the history in
         ``history_[name]``.
 
         The method's first stage starts a fresh model (``model_``, ``seed_``,
-        ``n_features_in_``, empty ``history_``); a later stage (DisentangledSSL's
-        ``specific``) re-initialises its own modules on the fitted model. The caller's
-        global torch RNG is left as it was.
+        ``modalities_``, ``n_features_in_``, empty ``history_``); a later stage
+        (DisentangledSSL's ``specific``) re-initialises its own modules on the fitted model.
+        The caller's global torch RNG is left as it was.
 
         Args:
             name: one of ``get_method(method).stage_names``.
-            views: one (n, ...) array per modality.
+            views: one (n, ...) array per modality, or a 1-tuple holding a ``Dataset`` /
+                ``DataLoader`` / re-iterable of batch tuples.
             gather: data-parallel training: the losses gather over processes.
+            validation: held-out data in the same form as ``views`` (None: the
+                ``validation_fraction`` split, if any).
 
         Raises:
             DSSLError: bad settings or views, an unknown stage, a later stage before the
@@ -378,75 +475,161 @@ class DisentangledSSL(BaseEstimator):
         if gather and not spec.supports_gather:
             raise DSSLError(f"method {self.method!r} cannot train data-parallel; use "
                             f"{DEFAULT_METHOD!r} or a single process")
-        arrays = self._continue(name, views) if name in spec.reinit else self._start(views)
-        return self._prepared(name, arrays, gather)
-
-    def _start(self, views: tuple[object, ...] | list[object]) -> list[np.ndarray]:
-        """Validate, seed, and build a fresh model of the method; returns the arrays."""
-        arrays = self.validate_views(views, fitting=True)
-        refuse_existing_checkpoint(self)
-        self.seed_ = (
-            int(self.random_state) if self.random_state is not None
-            else int(np.random.SeedSequence().entropy % (2**31))
-        )
+        first = name not in spec.reinit
+        if first:
+            refuse_existing_checkpoint(self)
+            self.seed_ = (
+                int(self.random_state) if self.random_state is not None
+                else int(np.random.SeedSequence().entropy % (2**31))
+            )
+        else:
+            self._check_fitted()
+            if self._epochs(name) == 0:
+                raise DSSLError(f"stage {name!r} has 0 epochs (specific_epochs=0): nothing to "
+                                "train; set specific_epochs > 0")
         self._device = resolve_device(self.device)
-        self.n_features_in_ = [n_flat_features(a) for a in arrays]
+        seed = self.seed_ + spec.stage_names.index(name)
+        train, held = self._split(self._read(views, seed), validation, seed)
+        train = self._start(train) if first else self._continue(name, train)
+        return self._prepared(name, train, held, gather)
+
+    def _read(self, views: tuple[object, ...] | list[object], seed: int, *,
+              training: bool = True) -> Inputs:
+        return read_inputs(tuple(views), batch_size=self.batch_size, seed=seed,
+                           num_workers=int(self.num_workers),
+                           pin_memory=self._device.type == "cuda",
+                           shuffle=training, drop_last=training)
+
+    def _split(self, inputs: Inputs, validation: object, seed: int
+               ) -> tuple[Inputs, Inputs | None]:
+        """Training and validation data: ``validation`` given, or the
+        ``validation_fraction`` split drawn from ``seed_`` (the same rows in every stage)."""
+        if validation is not None:
+            views = as_views(validation, None, (), "validation")
+            return inputs, self._read(views, seed, training=False)
+        if self.validation_fraction > 0:
+            return split_validation(inputs, float(self.validation_fraction), self.seed_,
+                                    batch_size=self.batch_size, num_workers=int(self.num_workers),
+                                    pin_memory=self._device.type == "cuda")
+        return inputs, None
+
+    def _start(self, inputs: Inputs) -> Inputs:
+        """Resolve the kinds, build a fresh model of the method (and fit the scaler)."""
+        if inputs.tensors is not None:
+            self.modalities_ = resolve_modalities(self.modalities, inputs.tensors,
+                                                  inputs.names, inputs.masked)
+            inputs.tensors = self._checked(inputs, self.modalities_, fitting=True)
+        else:
+            first, masked = inputs.first_batch()
+            names = [f"modality {i + 1} of {inputs.source}" for i in range(len(first))]
+            if len(first) < 2:
+                raise DSSLError(f"{inputs.source} yields batches of {len(first)} modality; "
+                                "yield a tuple of at least two, e.g. (x1, x2)")
+            for spec, name in zip(self._modality_specs(len(first)), names):
+                if (spec == "tokens" or (isinstance(spec, Tokens) and spec.vocab_size is None)):
+                    raise DSSLError(
+                        f"{name} is declared 'tokens' but a data loader does not show its "
+                        "vocabulary before training; pass modalities=(..., "
+                        "Tokens(vocab_size=N), ...)")
+            self.modalities_ = resolve_modalities(self.modalities, list(first), names, masked)
+            self._data_hash = loader_fingerprint(inputs, first)
+        self.n_features_in_ = [k.n_features for k in self.modalities_]
         self.model_ = self._seeded_model(self.seed_).to(self._device)
         if self.standardize:  # fitted on the training rows only
-            fit_scaler(self.model_, arrays)
+            if inputs.tensors is not None:
+                fit_scaler(self.model_, inputs.tensors, self.modalities_)
+            else:
+                fit_scaler_streaming(self.model_, self._batches(inputs), self.modalities_)
         self.history_: dict[str, list[dict[str, float]]] = {}
-        return arrays
+        return inputs
 
-    def _continue(self, name: str, views: tuple[object, ...] | list[object]
-                  ) -> list[np.ndarray]:
+    def _modality_specs(self, n: int) -> list[object]:
+        from disentangled_ssl.nn.modalities import modality_specs
+
+        return modality_specs(self.modalities, n)
+
+    def _continue(self, name: str, inputs: Inputs) -> Inputs:
         """Fresh modules for a later stage on the fitted model (seeded from the stage)."""
-        self._check_fitted()
-        if self._epochs(name) == 0:
-            raise DSSLError(f"stage {name!r} has 0 epochs (specific_epochs=0): nothing to "
-                            "train; set specific_epochs > 0")
-        arrays = self.validate_views(views, fitting=True)
-        counts = [n_flat_features(a) for a in arrays]
-        if counts != self.n_features_in_:
-            raise DSSLError(f"features per modality {counts} differ from the fitted "
-                            f"{self.n_features_in_}")
-        self._device = resolve_device(self.device)
+        if inputs.tensors is not None:
+            inputs.tensors = self._checked(inputs, self.modalities_, fitting=True)
         offset = self._spec().stage_names.index(name)
         attribute = self._spec().reinit[name]
         fresh = self._seeded_model(self.seed_ + offset)
         setattr(self.model_, attribute, getattr(fresh, attribute).to(self._device))
-        return arrays
+        return inputs
 
-    def _prepared(self, name: str, arrays: list[np.ndarray], gather: bool = False
-                  ) -> PreparedStage:
-        # Checked on resume: the data must be the data of the run that wrote the checkpoint.
-        self._data_hash = data_fingerprint(arrays) if self.checkpoint_dir is not None else ""
-        augment = VectorAugment(self.noise_std, self.drop_fraction)
+    def _batch_check(self, i: int, x: torch.Tensor, index: int) -> torch.Tensor:
+        kinds = self.modalities_
+        if i >= len(kinds):
+            raise DSSLError(f"batch {index} has more modalities than the {len(kinds)} the model "
+                            "was built for")
+        return kinds[i].check(x, f"modality {i + 1} of batch {index}")
+
+    def _batches(self, inputs: Inputs) -> LoaderBatches:
+        """A checked batch source over a loader input (standardised on the device)."""
+        assert inputs.loader is not None
+        model = self.model_
+        return LoaderBatches(inputs.loader, self._device, n_modalities=len(self.modalities_),
+                             check=self._batch_check, name=inputs.source,
+                             transform=lambda i, x: apply_scaler(model, i, x))
+
+    def _device_data(self, inputs: Inputs) -> list[torch.Tensor] | LoaderBatches:
+        if inputs.tensors is None:
+            return self._batches(inputs)
+        return [apply_scaler(self.model_, i, t.to(self._device))
+                for i, t in enumerate(inputs.tensors)]
+
+    def _prepared(self, name: str, inputs: Inputs, held: Inputs | None = None,
+                  gather: bool = False) -> PreparedStage:
+        if inputs.tensors is not None:
+            # Checked on resume: the data must be the data of the run that wrote the checkpoint.
+            self._data_hash = (data_fingerprint([t.numpy() for t in inputs.tensors])
+                               if self.checkpoint_dir is not None else "")
         stages = {s.name: s for s in
-                  self._spec().build_stages(self.model_, augment, self._settings(gather))}
-        data = [apply_scaler(self.model_, i, torch.from_numpy(a).to(self._device))
-                for i, a in enumerate(arrays)]
+                  self._spec().build_stages(self.model_, self._augment(), self._settings(gather))}
         config = TrainConfig(
             batch_size=self.batch_size, lr=float(self.lr),
             seed=self.seed_ + self._spec().stage_names.index(name),
             progress=bool(self.verbose), bf16=bool(self.bf16),
+            early_stopping_patience=self.early_stopping_patience,
         )
-        return PreparedStage(stages[name], data, config)
+        validation: Batches | None = None
+        if held is not None:
+            if held.tensors is not None:
+                held.tensors = self._checked(held, self.modalities_, fitting=False)
+                data = self._device_data(held)
+                validation = TensorBatches(data, self.batch_size)  # type: ignore[arg-type]
+            else:
+                validation = self._batches(held)
+        elif self.early_stopping_patience is not None:
+            raise DSSLError("early_stopping_patience needs validation data: set "
+                            "validation_fraction > 0 or pass fit(..., validation=...)")
+        return PreparedStage(stages[name], self._device_data(inputs), config, validation)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X1: object, X2: object = None, *more: object, resume: bool = False
-            ) -> DisentangledSSL:
+    def fit(self, X1: object, X2: object = None, *more: object, resume: bool = False,
+            validation: object = None) -> DisentangledSSL:
         """Train every stage of the method on paired rows; returns ``self``.
 
         Args:
-            X1, X2 (, X3, …): arrays of shape (n, d_i); row k of each is the same sample. Or
-                one list of them, ``fit([X1, X2, ...])`` (the multiview convention; the same
-                result).
+            X1, X2 (, X3, …): arrays of shape (n, ...) (one per modality; row k of each is the
+                same sample; a padded sequence may be the pair ``(values, lengths)``), or one
+                list of them, ``fit([X1, X2, ...])`` (the multiview convention; the same
+                result). Or, alone: a ``torch.utils.data.Dataset`` whose item ``i`` is a tuple
+                of per-modality tensors (the estimator builds the loader: ``batch_size``,
+                ``num_workers``, an order seeded by ``random_state``), or a ``DataLoader`` /
+                any re-iterable of batch tuples, used as given.
             resume: continue the run checkpointed in ``checkpoint_dir``: finished stages are
                 skipped and the interrupted one continues after its last checkpointed epoch,
-                ending bit-identical (on CPU) to an uninterrupted run. The settings and the
-                data must be those of the run that wrote the checkpoint. With no checkpoint
-                there yet, training starts from scratch (so a job script can always pass it).
-                Without ``resume``, an existing checkpoint is refused, never overwritten.
+                ending bit-identical (on CPU) to an uninterrupted run (for a data loader: when
+                it yields the same batches per epoch, as the loader built for a map-style
+                Dataset does). The settings and the data must be those of the run that wrote
+                the checkpoint. With no checkpoint there yet, training starts from scratch (so
+                a job script can always pass it). Without ``resume``, an existing checkpoint is
+                refused, never overwritten.
+            validation: held-out data in the same form (arrays, a Dataset, a DataLoader):
+                its loss terms are recorded per epoch (``val_<term>`` in ``history_``) and
+                drive ``early_stopping_patience``. None uses ``validation_fraction``.
 
         Raises:
             DSSLError: bad input or settings, or a checkpoint that cannot be resumed.
@@ -455,9 +638,9 @@ class DisentangledSSL(BaseEstimator):
         views = as_views(X1, X2, more, "fit")
         checkpoint = checkpoint_to_resume(self, resume)
         if checkpoint is not None:
-            return resume_fit(self, checkpoint, views)
+            return resume_fit(self, checkpoint, views, validation)
         for name, epochs in self._planned_stages():
-            prepared = self.prepare_stage(name, views)
+            prepared = self.prepare_stage(name, views, validation=validation)
             if epochs > 0:
                 self._train(prepared)
         return self
@@ -477,16 +660,19 @@ class DisentangledSSL(BaseEstimator):
                 "trains in a single stage; call fit([X1, X2]) instead"
             )
 
-    def fit_shared(self, X1: object, X2: object = None, *more: object) -> DisentangledSSL:
+    def fit_shared(self, X1: object, X2: object = None, *more: object,
+                   validation: object = None) -> DisentangledSSL:
         """Train (from scratch) only step 1, the shared encoders; returns ``self``."""
         self._require_two_step("fit_shared")
         prepared = self.prepare_stage(self._spec().stage_names[0],
-                                      as_views(X1, X2, more, "fit_shared"))
+                                      as_views(X1, X2, more, "fit_shared"),
+                                      validation=validation)
         if prepared.stage.epochs > 0:
             self._train(prepared)
         return self
 
-    def fit_specific(self, X1: object, X2: object = None, *more: object) -> DisentangledSSL:
+    def fit_specific(self, X1: object, X2: object = None, *more: object,
+                     validation: object = None) -> DisentangledSSL:
         """Train (from a fresh initialisation) only step 2 on top of the fitted shared
         encoders; returns ``self``. Use it to sweep ``lam`` without retraining step 1.
 
@@ -495,7 +681,8 @@ class DisentangledSSL(BaseEstimator):
         """
         self._require_two_step("fit_specific")
         self._train(self.prepare_stage(self._spec().stage_names[1],
-                                       as_views(X1, X2, more, "fit_specific")))
+                                       as_views(X1, X2, more, "fit_specific"),
+                                       validation=validation))
         return self
 
     def with_params(self, **params: object) -> DisentangledSSL:
@@ -509,8 +696,14 @@ class DisentangledSSL(BaseEstimator):
     # ------------------------------------------------------------------ training
     def _train(self, prepared: PreparedStage, resume: LoopState | None = None) -> None:
         """Train a prepared stage through the one loop into ``history_`` (checkpointed after
-        every epoch when ``checkpoint_dir`` is set)."""
-        train_with_checkpoints(self, prepared, resume)
+        every epoch when ``checkpoint_dir`` is set; logged when ``log_dir`` is set)."""
+        logger = (EpochLogger(self.log_dir, prepared.stage.name, self.history_)
+                  if self.log_dir is not None else None)
+        try:
+            train_with_checkpoints(self, prepared, resume, logger)
+        finally:
+            if logger is not None:
+                logger.close()
 
     def _model_from_state(self, state: dict[str, torch.Tensor], path: Path,
                           mismatch: str | None = None) -> MultimodalModel:
@@ -532,22 +725,45 @@ class DisentangledSSL(BaseEstimator):
                   batch_size: int = 8192) -> Embeddings:
         """Embed paired rows: ``transform([X1, X2])`` or ``transform(X1, X2)`` returns
         :class:`Embeddings` with ``shared1``, ``shared2``, ``specific1``, ``specific2``
-        (numpy float32, one row per input row)."""
-        arrays = self.validate_views(as_views(X1, X2, more, "transform"), fitting=False)
+        (numpy float32, one row per input row). A ``Dataset`` is read in order in batches of
+        ``batch_size``; a ``DataLoader`` in its own order (it must not shuffle)."""
+        self._check_fitted()
+        views = as_views(X1, X2, more, "transform")
+        if not hasattr(self, "_device"):
+            self._device = resolve_device(self.device)
         model = self.model_.eval()
         device = next(model.parameters()).device
-        shared: list[list[np.ndarray]] = [[] for _ in arrays]
-        specific: list[list[np.ndarray]] = [[] for _ in arrays]
+        inputs = read_inputs(tuple(views), batch_size=batch_size, seed=0,
+                             num_workers=int(self.num_workers), pin_memory=device.type == "cuda",
+                             shuffle=False, drop_last=False)
         with_specific = model.has_specific and all(
             name in self.history_ for name in self._spec().reinit)
-        for i, a in enumerate(arrays):
-            for start in range(0, a.shape[0], batch_size):
-                x = apply_scaler(model, i, torch.from_numpy(a[start : start + batch_size])
-                                 .to(device))
-                code = model.shared_embedding(i, x)
-                shared[i].append(code.cpu().numpy())
-                if with_specific:
-                    specific[i].append(model.specific_embedding(i, x, code).cpu().numpy())
+        n_mod = len(self._kinds())
+        shared: list[list[np.ndarray]] = [[] for _ in range(n_mod)]
+        specific: list[list[np.ndarray]] = [[] for _ in range(n_mod)]
+
+        def embed(i: int, x: torch.Tensor) -> None:
+            code = model.shared_embedding(i, x)
+            shared[i].append(code.float().cpu().numpy())
+            if with_specific:
+                specific[i].append(model.specific_embedding(i, x, code).float().cpu().numpy())
+
+        if inputs.tensors is not None:
+            arrays = self._checked(inputs, self._kinds(), fitting=False)
+            for i, a in enumerate(arrays):
+                for start in range(0, a.shape[0], batch_size):
+                    embed(i, apply_scaler(model, i, a[start:start + batch_size].to(device)))
+        else:
+            _refuse_shuffled(inputs.loader)
+            self.modalities_ = self._kinds()
+            batches = LoaderBatches(inputs.loader, device, n_modalities=n_mod,
+                                    check=self._batch_check, name=inputs.source,
+                                    transform=lambda i, x: apply_scaler(model, i, x))
+            for batch in batches.batches():
+                for i, x in enumerate(batch):
+                    embed(i, x)
+        if not shared[0]:
+            raise DSSLError("transform got no rows")
         return Embeddings(
             [np.concatenate(s) for s in shared],
             [np.concatenate(s) for s in specific] if with_specific else [],
@@ -575,3 +791,14 @@ class DisentangledSSL(BaseEstimator):
         """The model as of the last checkpoint in ``checkpoint_dir`` (see
         :func:`~disentangled_ssl.estimator.persistence.model_from_checkpoint`)."""
         return model_from_checkpoint(cls, checkpoint_dir, device=device)
+
+
+def _refuse_shuffled(loader: object) -> None:
+    """Embeddings come back in the loader's order: a shuffling loader would scramble them."""
+    from torch.utils.data import RandomSampler
+
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, RandomSampler):
+        raise DSSLError("transform got a DataLoader that shuffles (shuffle=True): the rows of "
+                        "the embeddings would not match your data; pass the Dataset itself, or "
+                        "a DataLoader with shuffle=False")

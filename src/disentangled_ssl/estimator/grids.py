@@ -40,6 +40,12 @@ def _run_grid(members: list[DisentangledSSL], stage_name: str, views: tuple
               ) -> list[DisentangledSSL]:
     prepared = [est.prepare_stage(stage_name, views) for est in members]
     data, config = prepared[0].data, prepared[0].config
+    if not isinstance(data, list):
+        raise DSSLError("batched grids train on arrays held in memory; with a data loader, fit "
+                        "the members one by one")
+    if any(p.validation is not None for p in prepared):
+        raise DSSLError("batched grids do not hold out validation rows; set "
+                        "validation_fraction=0")
     for k, p in enumerate(prepared[1:], start=1):
         if p.config != config or len(p.data) != len(data) or not all(
                 torch.equal(a, b) for a, b in zip(p.data, data)):

@@ -32,6 +32,7 @@ from disentangled_ssl._io import fsync_dir
 from disentangled_ssl._version import __version__
 from disentangled_ssl.estimator.checkpointing import restore_from
 from disentangled_ssl.nn.custom import check_same_encoders, json_safe_params
+from disentangled_ssl.nn.modalities import modality_from_dict
 from disentangled_ssl.training.checkpoint import checkpoint_path, load_checkpoint
 from disentangled_ssl.training.loop import resolve_device
 
@@ -111,6 +112,7 @@ def save_model(est: DisentangledSSL, path: str | os.PathLike[str], *,
             "library_version": __version__,
             "params": json_safe_params(est.get_params()),
             "n_features_in": est.n_features_in_,
+            "modalities": [k.to_dict() for k in est._kinds()],
             "seed": est.seed_,
             "history": est.history_,
             "weights_sha256": file_sha256(tmp / WEIGHTS_NAME),
@@ -182,10 +184,15 @@ def load_model(cls: type[DisentangledSSL], path: str | os.PathLike[str], *,
     try:
         params = dict(config["params"])
         params["device"] = device
+        if isinstance(params.get("augmentations"), str):
+            # Augmentations only matter for training; their code is not saved (as encoders).
+            params["augmentations"] = None
         params.update({k: list(v) for k, v in custom.items() if v is not None})
         est = cls(**params)
         est.validate_params()
         est.n_features_in_ = [int(d) for d in config["n_features_in"]]
+        if "modalities" in config:
+            est.modalities_ = [modality_from_dict(k) for k in config["modalities"]]
         est.seed_ = int(config["seed"])
         est.history_ = config["history"]
     except (KeyError, TypeError, ValueError) as exc:
@@ -216,8 +223,10 @@ def model_from_checkpoint(cls: type[DisentangledSSL], checkpoint_dir: str | os.P
     path = checkpoint_path(checkpoint_dir)
     checkpoint = load_checkpoint(path)
     try:
-        est = cls(**dict(checkpoint.meta["params"]), device=device,
-                  checkpoint_dir=os.fspath(checkpoint_dir))
+        params = dict(checkpoint.meta["params"])
+        if isinstance(params.get("augmentations"), str):
+            params["augmentations"] = None
+        est = cls(**{**params, "device": device, "checkpoint_dir": os.fspath(checkpoint_dir)})
         est.validate_params()
     except (KeyError, TypeError, ValueError) as exc:
         raise DSSLError(f"{path} is incomplete or invalid ({exc!r})") from exc

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.nn.modalities import EncoderSizes, Modality, Vector
 from disentangled_ssl.nn.model import MultimodalModel
 from disentangled_ssl.nn.vmf import normalized_vmf_sample, vmf_noise
 
@@ -57,6 +58,8 @@ class ModelShape:
 
     Attributes:
         in_dims: flattened input features per modality.
+        modalities: the resolved kind of each modality (None: vectors of ``in_dims``); the
+            default encoders and decoders are the kinds'.
         shared_dim, specific_dim: embedding sizes.
         hidden_dim, n_hidden_layers: the default MLPs' width and depth.
         shared_encoders, specific_encoders: one custom module per modality, or None.
@@ -71,6 +74,18 @@ class ModelShape:
     shared_encoders: Sequence[nn.Module] | None = None
     specific_encoders: Sequence[nn.Module] | None = None
     condition_specific_on_shared: bool = True
+    modalities: Sequence[Modality] | None = None
+
+    @property
+    def kinds(self) -> list[Modality]:
+        """One resolved kind per modality."""
+        if self.modalities is not None:
+            return list(self.modalities)
+        return [Vector(features=int(d)) for d in self.in_dims]
+
+    @property
+    def sizes(self) -> EncoderSizes:
+        return EncoderSizes(self.hidden_dim, self.n_hidden_layers)
 
 
 @dataclass(frozen=True)
@@ -156,7 +171,8 @@ class Objective(nn.Module):
 
     Args:
         model: the encoders (and any heads, decoders, critics) it reads.
-        augment: the batch augmentation.
+        augment: the batch augmentation: one module for every modality, or
+            :class:`Augmentations` (one per modality).
         loss: the method's loss module (:mod:`disentangled_ssl.losses`); the loop sets dial
             schedules on it.
     """
@@ -166,6 +182,17 @@ class Objective(nn.Module):
         self.model, self.augment, self.loss = model, augment, loss
 
 
+class Augmentations(nn.ModuleList):
+    """One augmentation module per modality (``augmentations[i]`` augments modality i). The
+    same module object may serve several modalities (the estimator shares one vector
+    augmentation between all vector modalities, so they are augmented in one call)."""
+
+
+def augment_of(augment: nn.Module, i: int) -> nn.Module:
+    """The augmentation of modality ``i``."""
+    return augment[i] if isinstance(augment, Augmentations) else augment
+
+
 # ---------------------------------------------------------------------------- helpers
 def _rowwise(augment: nn.Module) -> bool:
     """Whether ``augment`` treats rows independently (then one call may serve many batches)."""
@@ -173,13 +200,14 @@ def _rowwise(augment: nn.Module) -> bool:
 
 
 def augment_each(augment: nn.Module, xs: Sequence[Tensor]) -> list[Tensor]:
-    """One augmented view per modality. A row-wise augmentation (``augment.rowwise``) gets
-    same-shaped modalities in one call (fewer, larger kernels); others are called per
-    modality."""
-    if (_rowwise(augment) and len(xs) > 1
+    """One augmented view per modality. When every modality has the same row-wise
+    augmentation (``augment.rowwise``) and the same row shape, one call augments them all
+    (fewer, larger kernels); otherwise each modality's own augmentation is called."""
+    augs = [augment_of(augment, i) for i in range(len(xs))]
+    if (_rowwise(augs[0]) and len(xs) > 1 and all(a is augs[0] for a in augs)
             and all(x.shape[1:] == xs[0].shape[1:] and x.dtype == xs[0].dtype for x in xs)):
-        return list(augment(torch.cat(list(xs))).split([x.shape[0] for x in xs]))
-    return [augment(x) for x in xs]
+        return list(augs[0](torch.cat(list(xs))).split([x.shape[0] for x in xs]))
+    return [a(x) for a, x in zip(augs, xs)]
 
 
 def two_views(augment: nn.Module, x: Tensor) -> Tensor:
@@ -244,12 +272,20 @@ def one_stage(name: str, objective: nn.Module, model: MultimodalModel,
 
 
 def standard_model(shape: ModelShape, *, with_specific: bool = True) -> MultimodalModel:
-    """MLP (or custom) shared encoders; MLP (or custom) specific encoders fed
-    ``[x_i, shared_i(x_i)]``."""
+    """The kinds' default (or custom) shared encoders; specific encoders conditioned on the
+    shared code (vectors: fed ``[x_i, shared_i(x_i)]``; other kinds: late fusion)."""
+    kinds, sizes = shape.kinds, shape.sizes
+    shared = (list(shape.shared_encoders) if shape.shared_encoders is not None
+              else [k.shared_encoder(shape.shared_dim, sizes) for k in kinds])
+    condition = shape.shared_dim if shape.condition_specific_on_shared else None
+    specific = None
+    if with_specific:
+        specific = (list(shape.specific_encoders) if shape.specific_encoders is not None
+                    else [k.specific_encoder(shape.specific_dim, condition, sizes)
+                          for k in kinds])
     return MultimodalModel(
-        shape.in_dims, shape.shared_dim, shape.specific_dim, shape.hidden_dim,
-        shape.n_hidden_layers, shared_encoders=shape.shared_encoders,
-        specific_encoders=shape.specific_encoders if with_specific else None,
+        [k.n_features for k in kinds], shape.shared_dim, shape.specific_dim, shape.hidden_dim,
+        shape.n_hidden_layers, shared_encoders=shared, specific_encoders=specific,
         condition_specific_on_shared=shape.condition_specific_on_shared,
         with_specific=with_specific,
     )

@@ -11,6 +11,7 @@ from disentangled_ssl.methods.base import (
     MethodSpec,
     Objective,
     Stage,
+    augment_of,
     one_stage,
     pair_average,
     shared_only_model,
@@ -23,7 +24,8 @@ class CLIPObjective(Objective):
 
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
-        codes = [self.model.shared_embedding(i, self.augment(x)) for i, x in enumerate(xs)]
+        codes = [self.model.shared_embedding(i, augment_of(self.augment, i)(x))
+                 for i, x in enumerate(xs)]
         return pair_average(len(xs), lambda i, j: self.loss(codes[i], codes[j]))
 
 

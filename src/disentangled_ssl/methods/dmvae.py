@@ -15,12 +15,14 @@ from disentangled_ssl.methods.base import (
     ModelShape,
     Objective,
     Stage,
+    augment_of,
     one_stage,
     reparameterize,
     require_modalities,
 )
 from disentangled_ssl.nn.encoders import MLP
 from disentangled_ssl.nn.heads import GaussianEncoder
+from disentangled_ssl.nn.modalities import Modality, Vector
 from disentangled_ssl.nn.model import MultimodalModel
 
 
@@ -32,7 +34,7 @@ class DMVAEObjective(Objective):
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         require_modalities("dmvae", len(xs))
-        targets = [self.augment(x) for x in xs]
+        targets = [augment_of(self.augment, i)(x) for i, x in enumerate(xs)]
         shared = [self.model.shared[i].posterior(x) for i, x in enumerate(targets)]
         private = [self.model.specific[i].posterior(x) for i, x in enumerate(targets)]
         joint = product_of_experts(*shared[0], *shared[1])
@@ -43,23 +45,51 @@ class DMVAEObjective(Objective):
         recon = [decoders[i](torch.cat([z_private[i], z_joint], dim=1)) for i in range(2)]
         cross = [decoders[i](torch.cat([z_private[i], z_shared[1 - i]], dim=1))
                  for i in range(2)]
+        for i in range(2):
+            if getattr(decoders[i], "masked", False):
+                # A padded sequence: reconstruct the values of its real steps only.
+                mask = targets[i][..., -1:]
+                targets[i] = targets[i][..., :-1] * mask
+                recon[i], cross[i] = recon[i] * mask, cross[i] * mask
         return self.loss(targets, recon, cross, private, shared, joint)
+
+
+def _posterior(kind: Modality, custom: nn.Module | None, dim: int, shape: ModelShape
+               ) -> GaussianEncoder:
+    """A Gaussian posterior of ``dim`` latents: an MLP for vectors, the kind's encoder for
+    other kinds, a custom encoder (B, ...) -> (B, dim) followed by a linear map to the
+    means and log-variances."""
+    if custom is not None:
+        return GaussianEncoder.around(nn.Sequential(custom, nn.Linear(dim, 2 * dim)), dim)
+    if isinstance(kind, Vector):
+        return GaussianEncoder(kind.n_features, dim, shape.hidden_dim, shape.n_hidden_layers)
+    return GaussianEncoder.around(kind.shared_encoder(2 * dim, shape.sizes), dim)
+
+
+def _decoder(kind: Modality, latent: int, shape: ModelShape) -> nn.Module:
+    if isinstance(kind, Vector):
+        return MLP(latent, kind.n_features, shape.hidden_dim, shape.n_hidden_layers)
+    return kind.decoder(latent, shape.sizes, "dmvae")
 
 
 def build_model(shape: ModelShape) -> MultimodalModel:
     """Gaussian shared and private encoders per modality, and decoders from
-    ``[private, shared]`` back to the modality."""
+    ``[private, shared]`` back to the modality (vectors and sequences; other kinds are
+    refused by name). Custom encoders (B, ...) -> (B, dim) get a linear Gaussian head."""
     require_modalities("dmvae", len(shape.in_dims))
-    h, layers = shape.hidden_dim, shape.n_hidden_layers
+    kinds = shape.kinds
+    shared_custom = shape.shared_encoders or [None] * len(kinds)
+    specific_custom = shape.specific_encoders or [None] * len(kinds)
+    # Built in this order (shared, private, decoders): the initialisation draws' order.
+    shared = [_posterior(k, c, shape.shared_dim, shape) for k, c in zip(kinds, shared_custom)]
+    private = [_posterior(k, c, shape.specific_dim, shape)
+               for k, c in zip(kinds, specific_custom)]
+    decoders = [_decoder(k, shape.specific_dim + shape.shared_dim, shape) for k in kinds]
     return MultimodalModel(
-        shape.in_dims, shape.shared_dim, shape.specific_dim, h, layers,
-        shared_encoders=[GaussianEncoder(d, shape.shared_dim, h, layers) for d in shape.in_dims],
-        specific_encoders=[GaussianEncoder(d, shape.specific_dim, h, layers)
-                           for d in shape.in_dims],
+        shape.in_dims, shape.shared_dim, shape.specific_dim, shape.hidden_dim,
+        shape.n_hidden_layers, shared_encoders=shared, specific_encoders=private,
         condition_specific_on_shared=False,
-        extra_modules={"decoders": nn.ModuleList([
-            MLP(shape.specific_dim + shape.shared_dim, d, h, layers) for d in shape.in_dims
-        ])},
+        extra_modules={"decoders": nn.ModuleList(decoders)},
     )
 
 
@@ -73,4 +103,5 @@ SPEC = MethodSpec(
     name="dmvae", title="DMVAE", citation="Lee & Pavlovic, CVPR Workshops 2021",
     dials=("alpha",), default_alpha=1e-5, has_specific=True, build_model=build_model,
     build_stages=build_stages, stage_names=("dmvae",), sweep=("alpha", (1e-6, 1e-5, 1e-4)),
+    custom_encoders=True,
 )

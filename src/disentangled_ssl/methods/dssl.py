@@ -20,6 +20,7 @@ from disentangled_ssl.methods.base import (
     Schedule,
     Stage,
     augment_each,
+    augment_of,
     halves,
     pair_average,
     posterior_samples,
@@ -67,7 +68,8 @@ class SpecificObjective(Objective):
         specific, shared = [], []
         for i, x in enumerate(xs):
             batch = x.shape[0]
-            views = two_views(self.augment, x)  # both views through each encoder in one call
+            # Both views through each encoder in one call.
+            views = two_views(augment_of(self.augment, i), x)
             with torch.no_grad():
                 codes = self.model.shared_embedding(i, views)
             spec = self.model.specific_embedding(i, views, codes)

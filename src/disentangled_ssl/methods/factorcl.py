@@ -14,6 +14,7 @@ from disentangled_ssl.methods.base import (
     ModelShape,
     Objective,
     Stage,
+    augment_of,
     halves,
     one_stage,
     require_modalities,
@@ -21,6 +22,7 @@ from disentangled_ssl.methods.base import (
 )
 from disentangled_ssl.nn.encoders import MLP
 from disentangled_ssl.nn.heads import CosineCritic
+from disentangled_ssl.nn.modalities import Vector
 from disentangled_ssl.nn.model import MultimodalModel
 
 
@@ -41,7 +43,7 @@ class FactorCLObjective(Objective):
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         require_modalities("factorcl", len(xs))
         batch = xs[0].shape[0]
-        views = [two_views(self.augment, x) for x in xs]
+        views = [two_views(augment_of(self.augment, i), x) for i, x in enumerate(xs)]
         s = [halves(self.model.shared_embedding(i, v), batch) for i, v in enumerate(views)]
         u = [halves(self.model.specific_embedding(i, v), batch) for i, v in enumerate(views)]
         s_cond = [torch.cat(pair, dim=1) for pair in s]  # [S_i, S_i']
@@ -61,21 +63,29 @@ class FactorCLObjective(Objective):
 
 
 def build_model(shape: ModelShape) -> MultimodalModel:
-    """Shared and unique MLP encoders (unique read ``x_i`` alone) plus FactorCL's critics."""
+    """Shared and unique encoders of each modality's kind (or custom; unique encoders read
+    ``x_i`` alone) plus FactorCL's critics."""
     require_modalities("factorcl", len(shape.in_dims))
     h, layers = shape.hidden_dim, shape.n_hidden_layers
     c, u = shape.shared_dim, shape.specific_dim
+    kinds = shape.kinds
+    # Built in the order of the original MLP-only build (unique encoders, critics, shared
+    # encoders), so that the initialisation draws are unchanged.
+    unique = (list(shape.specific_encoders) if shape.specific_encoders is not None
+              else [MLP(k.n_features, u, h, layers) if isinstance(k, Vector)
+                    else k.shared_encoder(u, shape.sizes) for k in kinds])
+    critics = {
+        "shared_nce": CosineCritic(c, c),
+        "shared_club": CosineCritic(2 * c, 2 * c),
+        "unique_self": nn.ModuleList([CosineCritic(u, u) for _ in shape.in_dims]),
+        "unique_club": CosineCritic(u, u),
+        "unique_cond": CosineCritic(2 * u, 2 * u),
+    }
+    shared = (list(shape.shared_encoders) if shape.shared_encoders is not None
+              else [k.shared_encoder(c, shape.sizes) for k in kinds])
     return MultimodalModel(
-        shape.in_dims, c, u, h, layers,
-        specific_encoders=[MLP(d, u, h, layers) for d in shape.in_dims],
-        condition_specific_on_shared=False,
-        extra_modules={
-            "shared_nce": CosineCritic(c, c),
-            "shared_club": CosineCritic(2 * c, 2 * c),
-            "unique_self": nn.ModuleList([CosineCritic(u, u) for _ in shape.in_dims]),
-            "unique_club": CosineCritic(u, u),
-            "unique_cond": CosineCritic(2 * u, 2 * u),
-        },
+        shape.in_dims, c, u, h, layers, shared_encoders=shared, specific_encoders=unique,
+        condition_specific_on_shared=False, extra_modules=critics,
     )
 
 
@@ -88,5 +98,5 @@ def build_stages(model: MultimodalModel, augment: nn.Module, settings: MethodSet
 SPEC = MethodSpec(
     name="factorcl", title="FactorCL", citation="Liang et al., NeurIPS 2023", dials=(),
     default_alpha=None, has_specific=True, build_model=build_model, build_stages=build_stages,
-    stage_names=("factorcl",),
+    stage_names=("factorcl",), custom_encoders=True,
 )

@@ -14,6 +14,7 @@ from disentangled_ssl.methods.base import (
     ModelShape,
     Objective,
     Stage,
+    augment_of,
     halves,
     one_stage,
     standard_model,
@@ -28,7 +29,7 @@ class FOCALObjective(Objective):
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         batch = xs[0].shape[0]
-        views = [two_views(self.augment, x) for x in xs]
+        views = [two_views(augment_of(self.augment, i), x) for i, x in enumerate(xs)]
         codes = [self.model.shared_embedding(i, v) for i, v in enumerate(views)]
         specific = [self.model.specific_embedding(i, v, c)
                     for i, (v, c) in enumerate(zip(views, codes))]

@@ -13,6 +13,7 @@ from disentangled_ssl.methods.base import (
     MethodSpec,
     Objective,
     Stage,
+    augment_of,
     halves,
     one_stage,
     posterior_samples,
@@ -34,7 +35,7 @@ class JointOptObjective(Objective):
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         batch = xs[0].shape[0]
-        views = [two_views(self.augment, x) for x in xs]
+        views = [two_views(augment_of(self.augment, i), x) for i, x in enumerate(xs)]
         codes = [self.model.shared_embedding(i, v) for i, v in enumerate(views)]
         # One vMF draw for every modality and view, as DisentangledSSL's step 1 draws it.
         samples = posterior_samples(torch.cat(codes), self.kappa).split(

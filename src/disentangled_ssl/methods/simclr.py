@@ -11,6 +11,7 @@ from disentangled_ssl.methods.base import (
     MethodSpec,
     Objective,
     Stage,
+    augment_of,
     halves,
     one_stage,
     shared_only_model,
@@ -25,8 +26,8 @@ class SimCLRObjective(Objective):
 
     def forward(self, *xs: Tensor) -> dict[str, Tensor]:
         batch = xs[0].shape[0]
-        views = [halves(self.model.shared_embedding(i, two_views(self.augment, x)), batch)
-                 for i, x in enumerate(xs)]
+        views = [halves(self.model.shared_embedding(
+            i, two_views(augment_of(self.augment, i), x)), batch) for i, x in enumerate(xs)]
         return self.loss(views)
 
 

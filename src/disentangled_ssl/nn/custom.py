@@ -54,11 +54,21 @@ def check_encoders(name: str, modules: object) -> None:
 
 
 def json_safe_params(params: Mapping[str, object]) -> dict[str, object]:
-    """Estimator params with module lists replaced by their placeholders."""
+    """Estimator params with module lists replaced by their placeholders and modality kind
+    objects by their dicts."""
     out = dict(params)
     for name in ENCODER_PARAMS:
         if name in out:
             out[name] = describe(out[name])  # type: ignore[arg-type]
+    augmentations = out.get("augmentations")
+    if isinstance(augmentations, (list, tuple)):
+        out["augmentations"] = MARKER + ",".join(
+            "default" if a is None else type(a).__name__ for a in augmentations)
+    modalities = out.get("modalities")
+    if isinstance(modalities, (list, tuple)):
+        out["modalities"] = [m.to_dict() if hasattr(m, "to_dict") else m for m in modalities]
+    elif hasattr(modalities, "to_dict"):
+        out["modalities"] = modalities.to_dict()  # type: ignore[union-attr]
     return out
 
 

@@ -21,13 +21,22 @@ class GaussianEncoder(nn.Module):
         in_dim: input features.
         out_dim: latent size (the MLP outputs ``2 · out_dim`` numbers: means then log-variances).
         hidden_dim, n_hidden_layers, activation, init: the MLP's shape (see :class:`MLP`).
+        net: a network to use instead of the MLP (``in_dim`` is then ignored).
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 512,
-                 n_hidden_layers: int = 1, activation: str = "relu", init: str = "normal") -> None:
+                 n_hidden_layers: int = 1, activation: str = "relu", init: str = "normal",
+                 net: nn.Module | None = None) -> None:
         super().__init__()
-        self.net = MLP(in_dim, 2 * out_dim, hidden_dim, n_hidden_layers, activation, init)
+        self.net = net if net is not None else MLP(in_dim, 2 * out_dim, hidden_dim,
+                                                   n_hidden_layers, activation, init)
         self.out_dim = out_dim
+
+    @classmethod
+    def around(cls, net: nn.Module, out_dim: int) -> GaussianEncoder:
+        """A Gaussian posterior read from any network mapping (B, ...) to (B, 2 · out_dim)
+        (means, then log-variances), e.g. a sequence or image encoder."""
+        return cls(0, out_dim, net=net)
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, in_dim) -> (mu, logvar), each (B, out_dim)."""

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.nn.conditioned import ConditionedEncoder
 from disentangled_ssl.nn.encoders import MLP
 
 
@@ -89,9 +90,16 @@ class MultimodalModel(nn.Module):
         return self.shared[i](x)
 
     def specific_embedding(self, i: int, x: Tensor, shared: Tensor | None = None) -> Tensor:
-        """(B, d_i) -> (B, specific_dim). ``shared`` is ``shared_embedding(i, x)`` if known."""
+        """(B, ...) -> (B, specific_dim). ``shared`` is ``shared_embedding(i, x)`` if known.
+
+        A :class:`~disentangled_ssl.nn.conditioned.ConditionedEncoder` reads ``(x, shared)``
+        (late fusion, for sequences, images and tokens); otherwise, with
+        ``condition_specific_on_shared``, the encoder reads ``[x_i.flatten(1), shared]``."""
         if not self.has_specific:
             raise DSSLError("this model has no specific encoders (shared-only method)")
+        encoder = self.specific[i]
+        if isinstance(encoder, ConditionedEncoder):
+            return encoder(x, shared if shared is not None else self.shared_embedding(i, x))
         if self.condition_specific_on_shared:
             if shared is None:
                 shared = self.shared_embedding(i, x)

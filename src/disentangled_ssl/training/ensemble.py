@@ -58,7 +58,13 @@ from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.losses.functional import alignment
 from disentangled_ssl.losses.fused import info_nce as fused_info_nce
 from disentangled_ssl.losses.fused import specific_terms_summed
-from disentangled_ssl.methods.base import augment_each, pair_average, posterior_samples, two_views
+from disentangled_ssl.methods.base import (
+    augment_each,
+    augment_of,
+    pair_average,
+    posterior_samples,
+    two_views,
+)
 from disentangled_ssl.methods.dssl import SharedObjective, SpecificObjective
 from disentangled_ssl.training.loop import LoopState, Stage, TrainConfig, train_stage
 
@@ -324,7 +330,7 @@ class SpecificEnsembleObjective(nn.Module):
         shared: list[tuple[Tensor, Tensor]] = []
         for i, x in enumerate(xs):
             batch = x.shape[0]
-            views = two_views(self.augment, x)  # drawn as in each member's single run
+            views = two_views(augment_of(self.augment, i), x)  # as in each member's single run
             with torch.no_grad():
                 codes = model.shared_embedding(i, views)
             inputs = (torch.cat([views.flatten(1), codes], dim=1)

@@ -168,10 +168,10 @@ def train_stage(
     stage: Stage,
     data: Sequence[Tensor] | Batches,
     config: TrainConfig,
+    validation: Batches | Sequence[Tensor] | None = None,
     *,
     resume: LoopState | None = None,
     on_epoch_end: Callable[[LoopState], None] | None = None,
-    validation: Batches | Sequence[Tensor] | None = None,
 ) -> list[dict[str, float]]:
     """Run one stage over paired batches and return its per-epoch history.
 

@@ -1,0 +1,241 @@
+"""Training from data loaders: throughput against the in-memory path, memory over a
+memory-mapped dataset larger than the memory allowed, and a million generated rows.
+
+Three measurements, each in a fresh subprocess (so that peak RSS is the run's own):
+
+* ``throughput``: the paper's synthetic task (n rows, the paper's sizes, batch 256), DisentangledSSL
+  step 1 and step 2, trained (a) from arrays, (b) from a ``MultimodalDataset`` (the estimator builds
+  the loader; one read per batch), (c) from a plain ``DataLoader(TensorDataset, shuffle=True)``
+  (torch's per-row fetch and collate). Samples/s from the loop's own epoch timings (median of the
+  epochs after the first); the ratios loader / arrays are measured side by side in one run.
+* ``memmap``: two ``.npy`` files (float32) several times larger than a memory limit, read through
+  ``MultimodalDataset.from_npy`` (memory-mapped) for one epoch of step 1. On Linux with a writable
+  cgroup-v1 memory controller (root), the run is confined to a cgroup with ``--memory-limit-mb``
+  (page cache included), so it can only finish if memory is bounded by the batch, not the data;
+  peak RSS and the cgroup's peak usage are reported.
+* ``stream``: ``fit(SyntheticStream(n_rows=1_000_000))`` (the paper's generator drawn batch by
+  batch) for one epoch of step 1, against the in-memory path on 20 000 materialised rows trained
+  for the same number of steps; shared-code linear-probe accuracy on yc (the shared label) on
+  held-out rows, and the peak RSS of each run, next to what materialising the rows would take.
+
+Usage::
+
+    python benchmarks/bench_loaders.py                       # all three, a few minutes on 2 cores
+    python benchmarks/bench_loaders.py --only throughput --n-samples 20000 --epochs 4
+
+Writes ``benchmarks/results/loaders.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import machine_info, write_json
+
+HERE = Path(__file__).resolve().parent
+CGROUP = Path("/sys/fs/cgroup/memory")
+
+
+def _child(kind: str, options: dict) -> dict:
+    """Run ``_run_<kind>`` in a fresh interpreter (optionally inside a memory cgroup)."""
+    arg = json.dumps(json.dumps(options))
+    code = (f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import bench_loaders as b; "
+            f"print('RESULT ' + json.dumps(b._run_{kind}(json.loads({arg}))))")
+    cmd = [sys.executable, "-c", code]
+    group = None
+    if options.get("memory_limit_mb") and CGROUP.is_dir() and os.access(CGROUP, os.W_OK):
+        group = CGROUP / f"dssl-bench-{os.getpid()}"
+        group.mkdir(exist_ok=True)
+        (group / "memory.limit_in_bytes").write_text(str(options["memory_limit_mb"] << 20))
+        cmd = ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *cmd]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"{kind} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        result = json.loads(next(line for line in out.stdout.splitlines()
+                                 if line.startswith("RESULT "))[7:])
+        if group is not None:
+            result["cgroup_limit_mb"] = options["memory_limit_mb"]
+            result["cgroup_peak_mb"] = int((group / "memory.max_usage_in_bytes").read_text()) >> 20
+            result["cgroup_oom_kills"] = int((group / "memory.failcnt").read_text())
+        return result
+    finally:
+        if group is not None:
+            group.rmdir()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rate(est, n_train: int) -> dict:
+    out = {}
+    for stage, history in est.history_.items():
+        seconds = sorted(r["seconds"] for r in history[1:]) or [history[0]["seconds"]]
+        out[stage] = round((n_train // 256) * 256 / seconds[len(seconds) // 2])
+    return out
+
+
+def _run_throughput(o: dict) -> dict:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from disentangled_ssl import DisentangledSSL, make_synthetic
+    from disentangled_ssl.data.readers import MultimodalDataset
+
+    torch.set_num_threads(o["threads"])
+    data = make_synthetic(n_samples=o["n_samples"], seed=0)
+    params = dict(shared_epochs=o["epochs"], specific_epochs=o["epochs"], random_state=0,
+                  verbose=False, device="cpu")
+    sources = {
+        "arrays": lambda: [data.x1, data.x2],
+        "dataset": lambda: MultimodalDataset([data.x1, data.x2]),
+        "dataloader": lambda: DataLoader(TensorDataset(torch.from_numpy(data.x1),
+                                                       torch.from_numpy(data.x2)),
+                                         batch_size=256, shuffle=True, drop_last=True),
+    }
+    rates: dict[str, list[dict]] = {k: [] for k in sources}
+    for _ in range(o["repeats"]):  # interleaved, so that each source sees the same load
+        for name, make in sources.items():
+            est = DisentangledSSL(**params).fit(make())
+            rates[name].append(_rate(est, len(data)))
+    median = {name: {stage: sorted(r[stage] for r in runs)[len(runs) // 2]
+                     for stage in runs[0]} for name, runs in rates.items()}
+    ratio = {name: {stage: round(median[name][stage] / median["arrays"][stage], 3)
+                    for stage in median["arrays"]} for name in sources}
+    return {"samples_per_s": median, "ratio_to_arrays": ratio, "all": rates}
+
+
+def _run_memmap(o: dict) -> dict:
+    import numpy as np
+    import torch
+
+    from disentangled_ssl import DisentangledSSL
+    from disentangled_ssl.data.readers import MultimodalDataset
+
+    torch.set_num_threads(o["threads"])
+    ds = MultimodalDataset.from_npy(o["paths"])
+    tic = time.perf_counter()
+    est = DisentangledSSL(shared_epochs=1, specific_epochs=0, batch_size=o["batch_size"],
+                          random_state=0, verbose=False, device="cpu",
+                          num_workers=o["num_workers"]).fit(ds)
+    seconds = time.perf_counter() - tic
+    emb = est.transform(MultimodalDataset.from_npy(o["paths"]), batch_size=65536)
+    return {"rows": len(ds), "seconds": round(seconds, 1),
+            "steps": len(ds) // o["batch_size"], "peak_rss_mb": round(_peak_rss_mb()),
+            "loss": est.history_["shared"][-1]["loss"],
+            "embedded_rows": int(emb.shared1.shape[0]),
+            "embeddings_finite": bool(np.isfinite(emb.shared1).all())}
+
+
+def _run_stream(o: dict) -> dict:
+    import torch
+
+    from disentangled_ssl import DisentangledSSL
+    from disentangled_ssl.data.synthetic import SyntheticStream
+    from disentangled_ssl.evaluation import linear_probe
+
+    torch.set_num_threads(o["threads"])
+    stream = SyntheticStream(n_rows=o["rows"], batch_size=256, seed=0)
+    steps = len(stream)
+    train, test = stream.sample(20000, seed=101), stream.sample(5000, seed=202)
+    params = dict(specific_epochs=0, random_state=0, verbose=False, device="cpu")
+    tic = time.perf_counter()
+    if o["source"] == "stream":
+        est = DisentangledSSL(shared_epochs=1, **params).fit(stream)
+    else:
+        epochs = max(1, round(steps / (len(train) // 256)))
+        est = DisentangledSSL(shared_epochs=epochs, **params).fit([train.x1, train.x2])
+        steps = epochs * (len(train) // 256)
+    seconds = time.perf_counter() - tic
+    tr, te = est.transform([train.x1, train.x2]), est.transform([test.x1, test.x2])
+    acc = linear_probe(tr.shared, train.labels, te.shared, test.labels)
+    return {"source": o["source"], "steps": steps, "seconds": round(seconds, 1),
+            "probe_shared": {k: round(v, 4) for k, v in acc.items()},
+            "peak_rss_mb": round(_peak_rss_mb())}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", choices=["throughput", "memmap", "stream"], action="append")
+    p.add_argument("--n-samples", type=int, default=20000)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--memmap-gb", type=float, default=4.0,
+                   help="total size of the two .npy files (default 4 GB)")
+    p.add_argument("--memory-limit-mb", type=int, default=1024)
+    p.add_argument("--memmap-batch-size", type=int, default=1024)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--stream-rows", type=int, default=1_000_000)
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output (default benchmarks/results/loaders.json)")
+    args = p.parse_args()
+    only = args.only or ["throughput", "memmap", "stream"]
+    result: dict = {"machine": machine_info(), "settings": vars(args) | {"out": str(args.out)}}
+
+    if "throughput" in only:
+        r = _child("throughput", {"n_samples": args.n_samples, "epochs": args.epochs,
+                                  "repeats": args.repeats, "threads": args.threads})
+        result["throughput"] = r
+        for name, stages in r["samples_per_s"].items():
+            print(f"throughput {name:<10} " + ", ".join(
+                f"{s} {v:,} samples/s (x{r['ratio_to_arrays'][name][s]:.2f})"
+                for s, v in stages.items()))
+
+    if "memmap" in only:
+        import numpy as np
+
+        with tempfile.TemporaryDirectory(dir=os.environ.get("DSSL_BENCH_TMP")) as tmp:
+            rows = int(args.memmap_gb * 2**30 / (2 * 100 * 4))
+            paths = [str(Path(tmp) / f"x{i}.npy") for i in (1, 2)]
+            rng = np.random.default_rng(0)
+            shared = None
+            for path in paths:  # written in chunks: never whole in memory
+                out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                                shape=(rows, 100))
+                for start in range(0, rows, 1 << 18):
+                    stop = min(rows, start + (1 << 18))
+                    g = np.random.default_rng([0, start])
+                    shared = g.standard_normal((stop - start, 20), dtype=np.float32)
+                    own = rng.standard_normal((stop - start, 80), dtype=np.float32)
+                    out[start:stop] = np.concatenate([shared, own], axis=1)
+                out.flush()
+                del out
+            size_mb = sum(os.path.getsize(p) for p in paths) >> 20
+            subprocess.run(["sync"], check=False)
+            r = _child("memmap", {"paths": paths, "threads": args.threads,
+                                  "batch_size": args.memmap_batch_size,
+                                  "num_workers": args.num_workers,
+                                  "memory_limit_mb": args.memory_limit_mb})
+        r["data_mb"] = size_mb
+        result["memmap"] = r
+        print(f"memmap: {size_mb:,} MB of .npy ({r['rows']:,} rows) trained in {r['seconds']} s; "
+              f"peak RSS {r['peak_rss_mb']} MB" + (
+                  f", cgroup limit {r['cgroup_limit_mb']} MB, cgroup peak {r['cgroup_peak_mb']} MB"
+                  if "cgroup_limit_mb" in r else " (no cgroup: limit not enforced)"))
+
+    if "stream" in only:
+        runs = [_child("stream", {"source": s, "rows": args.stream_rows,
+                                  "threads": args.threads}) for s in ("stream", "arrays")]
+        result["stream"] = {"runs": runs,
+                            "materialised_mb": round(args.stream_rows * 200 * 4 / 2**20)}
+        for r in runs:
+            print(f"stream {r['source']:<7} {r['steps']} steps in {r['seconds']} s: probe yc "
+                  f"{r['probe_shared']['yc']:.3f} (y1 {r['probe_shared']['y1']:.3f}, y2 "
+                  f"{r['probe_shared']['y2']:.3f}); peak RSS {r['peak_rss_mb']} MB")
+        print(f"materialising {args.stream_rows:,} rows would take "
+              f"{result['stream']['materialised_mb']} MB for x1 + x2 alone")
+    write_json("loaders", result, args.out)
+
+
+if __name__ == "__main__":
+    main()
