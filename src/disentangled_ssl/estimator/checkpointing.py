@@ -173,8 +173,9 @@ def resume_fit(est: DisentangledSSL, checkpoint: Checkpoint, views: tuple[object
     if train.tensors is not None:
         train.tensors = est._checked(train, est._kinds(), fitting=True)
         fingerprint = data_fingerprint([t.numpy() for t in train.tensors])
-    else:
-        fingerprint = loader_fingerprint(train, train.first_batch()[0])
+    else:  # as the first stage computed it: from the loader built with the run's seed
+        first, _ = est._split(est._read(views, est.seed_), validation, est.seed_)
+        fingerprint = loader_fingerprint(first, first.first_batch()[0])
     check_resumable(checkpoint, path, params=_comparable_params(est, checkpoint),
                     fingerprint=fingerprint)
     est._data_hash = fingerprint

@@ -538,8 +538,10 @@ class DisentangledSSL(BaseEstimator):
         if self.standardize:  # fitted on the training rows only
             if inputs.tensors is not None:
                 fit_scaler(self.model_, inputs.tensors, self.modalities_)
-            else:
-                fit_scaler_streaming(self.model_, self._batches(inputs), self.modalities_)
+            else:  # one pass over the loader, drawing (if it shuffles) from a seeded fork
+                with rng_fork(self._device):
+                    torch.manual_seed(self.seed_)
+                    fit_scaler_streaming(self.model_, self._batches(inputs), self.modalities_)
         self.history_: dict[str, list[dict[str, float]]] = {}
         return inputs
 

@@ -60,7 +60,12 @@ class Inputs:
         """The loader's first batch (to resolve the modality kinds) as tensors, and which
         modalities came as ``(values, lengths)``."""
         assert self.loader is not None
-        for batch in self.loader:
+        # A loader that shuffles with torch's global RNG draws from a fork seeded 0: the
+        # caller's RNG is untouched and the first batch is the same in every run.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            batch = next(iter(self.loader), None)
+        if batch is not None:
             if not isinstance(batch, (tuple, list)):
                 raise DSSLError(f"{self.source} yields {type(batch).__name__} batches; yield "
                                 "a tuple of one tensor per modality, e.g. (x1, x2)")
