@@ -46,9 +46,9 @@ import time
 from _common import add_common_args, machine_info, set_threads, write_json
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
+from disentangled_ssl.estimator import fit_shared_grid, fit_specific_grid
 from disentangled_ssl.experiments.paper import PAPER_BETAS, PAPER_LAMBDAS, PAPER_STEP2_BETAS
 from disentangled_ssl.experiments.synthetic import SyntheticConfig, run_synthetic
-from disentangled_ssl.estimator import fit_shared_grid, fit_specific_grid
 
 PAPER = {"n_samples": 90000, "n_train": 72000, "shared_epochs": 50, "specific_epochs": 30,
          "seeds": 3, "betas": len(PAPER_BETAS), "step2_betas": len(PAPER_STEP2_BETAS),

@@ -32,8 +32,8 @@ from _common import (
 )
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
-from disentangled_ssl.experiments.paper import PAPER_BETAS, PAPER_LAMBDAS
 from disentangled_ssl.estimator import fit_shared_grid, fit_specific_grid
+from disentangled_ssl.experiments.paper import PAPER_BETAS, PAPER_LAMBDAS
 
 
 def _gap(members: list[DisentangledSSL], singles: list[DisentangledSSL]) -> tuple[float, float]:

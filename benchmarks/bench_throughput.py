@@ -48,8 +48,8 @@ from _common import (
 )
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
-from disentangled_ssl.methods import dssl as methods_module
 from disentangled_ssl.losses import SpecificLoss, alignment, info_nce
+from disentangled_ssl.methods import dssl as methods_module
 from disentangled_ssl.nn.model import MultimodalModel
 
 

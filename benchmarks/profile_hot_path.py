@@ -32,9 +32,9 @@ from _common import add_common_args, machine_info, set_threads, write_json
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
 from disentangled_ssl import estimator as estimator_module
-from disentangled_ssl.methods import dssl as methods_module
 from disentangled_ssl.data.augment import VectorAugment
 from disentangled_ssl.losses import SharedLoss, SpecificLoss
+from disentangled_ssl.methods import dssl as methods_module
 from disentangled_ssl.nn.encoders import MLP
 from disentangled_ssl.nn.vmf import VonMisesFisher
 from disentangled_ssl.training import loop as loop_module

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
 from disentangled_ssl._errors import DSSLError
@@ -38,6 +39,7 @@ from disentangled_ssl.data.io import read_array, read_paired, save_paired
 from disentangled_ssl.training.checkpoint import checkpoint_path
 
 N, D = 256, 16
+L = 8  # tokens per row
 FIT = ["--shared-epochs", "1", "--specific-epochs", "1", "--batch-size", "64", "--hidden-dim",
        "16", "--shared-dim", "4", "--specific-dim", "4", "--quiet", "--device", "cpu"]
 EST = dict(shared_epochs=1, specific_epochs=1, batch_size=64, hidden_dim=16, shared_dim=4,
@@ -46,8 +48,9 @@ EST = dict(shared_epochs=1, specific_epochs=1, batch_size=64, hidden_dim=16, sha
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    """Good inputs shared by all cases (never written to by a case): ok1/ok2.npy, data.npz
-    and a fitted model folder."""
+    """Good inputs shared by all cases (never written to by a case): ok1/ok2.npy, data.npz,
+    a fitted model folder, and tok.npy (token ids 0..9) with a model fitted on it as
+    ``modalities=("tokens", "vector")`` (tok_model)."""
     folder = tmp_path_factory.mktemp("base")
     data = make_synthetic(n_samples=N, shared_dim=4, private_dim1=4, private_dim2=4,
                           x_dim1=D, x_dim2=D, seed=0)
@@ -55,7 +58,22 @@ def base(tmp_path_factory) -> Path:
     np.save(folder / "ok2.npy", data.x2)
     save_paired(folder / "data.npz", data)
     DisentangledSSL(**EST).fit(data.x1, data.x2).save(folder / "model")
+    np.save(folder / "tok.npy", _tokens())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small Transformer: as fast, and robust to a busy machine
+    try:
+        DisentangledSSL(**EST, modalities=("tokens", "vector")).fit(_tokens(), data.x2).save(
+            folder / "tok_model")
+    finally:
+        torch.set_num_threads(threads)
     return folder
+
+
+def _tokens() -> np.ndarray:
+    """(N, L) int64 token ids with max id 9, so a model fitted on them has 10 ids."""
+    ids = np.random.default_rng(6).integers(0, 10, size=(N, L))
+    ids[0, 0] = 9
+    return ids
 
 
 def _ok(base: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +169,56 @@ def _with_constant() -> np.ndarray:
     return x
 
 
+def _image_with_nan() -> np.ndarray:
+    """(N, 1, 4, 4) images in [0, 1] with one NaN pixel (row 3, channel 0, y 1, x 2)."""
+    x = np.random.default_rng(7).random((N, 1, 4, 4)).astype(np.float32)
+    x[3, 0, 1, 2] = np.nan
+    return x
+
+
+def _tokens_out_of_vocabulary() -> np.ndarray:
+    """Token ids 0..9 but id 12 at row 5, position 3 (the tok_model's vocabulary is 10)."""
+    ids = _tokens()
+    ids[5, 3] = 12
+    return ids
+
+
+def _ragged_sequences() -> list[np.ndarray]:
+    """N sequences of 3 features with 4, 5 or 6 time steps: not one array."""
+    rng = np.random.default_rng(8)
+    return [rng.normal(size=(4 + k % 3, 3)).astype(np.float32) for k in range(N)]
+
+
+def _lengths_past_padding() -> tuple[np.ndarray, np.ndarray]:
+    """A padded (N, 6, 3) sequence with lengths 2..9: row 10 claims 9 steps of 6."""
+    values = np.random.default_rng(9).normal(size=(N, 6, 3)).astype(np.float32)
+    lengths = np.full(N, 6, dtype=np.int64)
+    lengths[0], lengths[10] = 2, 9
+    return values, lengths
+
+
+class ListLoader:
+    """A re-iterable of batch tuples (what a DataLoader is to the estimator); a plain list of
+    tuples would be read as the views themselves."""
+
+    def __init__(self, batches: list[tuple[np.ndarray, ...]]) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def _loader(*second: slice) -> ListLoader:
+    """Batch 0 is 64 good paired rows; batch 1 takes rows ``second[i]`` of modality i."""
+    x1, x2 = np.random.default_rng(10).normal(size=(2, N, D)).astype(np.float32)
+    views = [x1, x2, x2]
+    return ListLoader([(x1[:64], x2[:64]), tuple(views[i][s] for i, s in enumerate(second))])
+
+
+def _fit_loader(loader: ListLoader, tmp: Path) -> object:
+    return DisentangledSSL(**EST, checkpoint_dir=str(tmp / "ck")).fit(loader)
+
+
 def _model_copy(tmp: Path, base: Path, edit: Callable[[Path], None]) -> None:
     shutil.copytree(base / "model", tmp / "m")
     edit(tmp / "m")
@@ -242,13 +310,63 @@ CASES = [
          "single feature",
          cli_message=f"{{tmp}}/flat.npy is 1-D (shape ({N},)); store a (rows, features) "
          "matrix, e.g. x.reshape(-1, 1)"),
-    Case("three_dimensional", _save("cube.npy", np.ones((N, 4, 4), dtype=np.float32)),
+    # 2-D, 3-D and 4-D arrays are vectors, sequences and images; no kind reads 5-D.
+    Case("five_dimensional", _save("cube.npy", np.ones((N, 2, 2, 2, 2), dtype=np.float32)),
          _fit_argv(x2="{tmp}/cube.npy"),
-         lambda tmp, base: _fit(_ok(base)[0], np.ones((N, 4, 4), dtype=np.float32), tmp),
-         f"X2 must be 2-D (rows × features), got shape ({N}, 4, 4); flatten each sample to a "
-         "vector (x.reshape(len(x), -1)) or pass a custom encoder",
-         cli_message=f"{{tmp}}/cube.npy has shape ({N}, 4, 4); tables must be 2-D (rows × "
-         "features); flatten image arrays or use the Python API"),
+         lambda tmp, base: _fit(_ok(base)[0], np.ones((N, 2, 2, 2, 2), dtype=np.float32), tmp),
+         "X2 has 5 dimensions; 'auto' reads 2-D arrays as vectors, 3-D as sequences (rows, "
+         "time, features) and 4-D as images (rows, channels, height, width): reshape it or "
+         "declare its kind in modalities=(...)"),
+    Case("wrong_rank_for_declared_kind", None,
+         _fit_argv("{base}/ok1.npy", "{base}/ok2.npy", "--modalities", "image,vector"),
+         lambda tmp, base: _fit(*_ok(base), tmp, modalities=("image", "vector")),
+         f"X1 is declared 'image', which needs shape (rows, channels, height, width), but got "
+         f"shape ({N}, {D}); declare its kind in modalities=(...) or reshape it"),
+    Case("unknown_modality_kind", None,
+         _fit_argv("{base}/ok1.npy", "{base}/ok2.npy", "--modalities", "vector,bogus"),
+         lambda tmp, base: _fit(*_ok(base), tmp, modalities=("vector", "bogus")),
+         "modalities[1] is 'bogus'; the kinds are 'auto', 'vector', 'sequence', 'image', "
+         "'tokens'",
+         cli_message="--modalities: unknown kind 'bogus'; the kinds are auto, vector, "
+         "sequence, image, tokens"),
+    Case("float_tokens", None,
+         _fit_argv("{base}/ok1.npy", "{base}/ok2.npy", "--modalities", "tokens,vector"),
+         lambda tmp, base: _fit(*_ok(base), tmp, modalities=("tokens", "vector")),
+         "X1 is declared 'tokens' but has dtype torch.float32; token ids must be integers "
+         "(e.g. x.astype(np.int64))"),
+    Case("token_id_outside_vocabulary", _save("tok12.npy", _tokens_out_of_vocabulary()),
+         ["transform", "--model", "{base}/tok_model", "--x1", "{tmp}/tok12.npy", "--x2",
+          "{base}/ok2.npy", "--out", "{tmp}/emb.npz", "--device", "cpu"],
+         lambda tmp, base: DisentangledSSL.load(base / "tok_model", device="cpu").transform(
+             np.load(tmp / "tok12.npy"), _ok(base)[1]),
+         "X1 has token id 12 at row 5, position 3, outside the vocabulary of 10 ids (0..9); "
+         "map unknown words to a reserved id, or give Tokens(vocab_size=...) large enough "
+         "when fitting"),
+    Case("image_with_nan", _save("img.npy", _image_with_nan()),
+         _fit_argv("{tmp}/img.npy", "{base}/ok2.npy", "--modalities", "image,vector"),
+         lambda tmp, base: _fit(np.load(tmp / "img.npy"), _ok(base)[1], tmp,
+                                modalities=("image", "vector")),
+         f"X1 {NOT_FINITE} (1 entries, first at row 3, position (0, 1, 2)); impute or drop "
+         "them before fitting",
+         cli_message="{tmp}/img.npy has a NaN or infinite value at row 3, position (0, 1, 2) "
+         "(1 such entries in the file); impute or drop them first"),
+    # Python only: no file holds these.
+    Case("ragged_sequences", None, None,
+         lambda tmp, base: _fit(_ragged_sequences(), _ok(base)[1], tmp),
+         "X1 could not be read as an array ({ANY}); sequences of different lengths must be "
+         "padded: pack_sequences(list_of_arrays) returns (values, lengths)"),
+    Case("lengths_past_the_padding", None, None,
+         lambda tmp, base: _fit(_lengths_past_padding(), _ok(base)[1], tmp),
+         "X1: lengths must be in 0..6 (the padded length), got 2..9"),
+    Case("loader_modality_count_changes", None, None,
+         lambda tmp, base: _fit_loader(_loader(slice(64, 128), slice(64, 128),
+                                               slice(64, 128)), tmp),
+         "batch 1 of the ListLoader has 3 modalities but earlier batches had 2; every batch "
+         "must hold the same modalities"),
+    Case("loader_rows_differ_within_a_batch", None, None,
+         lambda tmp, base: _fit_loader(_loader(slice(64, 128), slice(64, 127)), tmp),
+         "batch 1 of the ListLoader is not paired row by row (modality 1 has 64, modality 2 "
+         "has 63 rows); every modality of a batch needs the same rows"),
     Case("no_rows", _save("empty.npy", np.zeros((0, D), dtype=np.float32)),
          _fit_argv("{tmp}/empty.npy", "{tmp}/empty.npy"),
          lambda tmp, base: _fit(np.zeros((0, D)), np.zeros((0, D)), tmp),
@@ -280,12 +398,6 @@ CASES = [
          "from 3 to 2{ANY})",
          cli_message="{tmp}/ragged.csv: line 2 has 2 fields, the first line has 3; every row "
          "needs the same columns"),
-    Case("constant_column", _save("const.npy", _with_constant()),
-         _fit_argv(x2="{tmp}/const.npy"),
-         lambda tmp, base: _fit(_ok(base)[0], _with_constant(), tmp),
-         "X2 has 1 constant column(s) (index 3); drop them, e.g. x[:, x.std(0) > 0]",
-         cli_message="{tmp}/const.npy: column '3' is constant (value 1.5); a constant column "
-         "carries no information and breaks standardisation: drop it"),
     Case("transform_other_feature_count", _save("narrow.npy", np.ones((N, D - 1))),
          ["transform", "--model", "{base}/model", "--x1", "{base}/ok1.npy", "--x2",
           "{tmp}/narrow.npy", "--out", "{tmp}/emb.npz", "--device", "cpu"],
@@ -461,6 +573,31 @@ def test_api_bad_input_exact_message_nothing_written(case, tmp_path, base):
         info.value)
     assert _snapshot(tmp_path, base) == before
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("standardize", [False, True], ids=["raw", "standardized"])
+def test_constant_column_is_accepted(tmp_path, base, capsys, standardize):
+    """A constant column is not refused (API or CLI): as scikit-learn's StandardScaler, it
+    keeps scale 1, and the embeddings are finite."""
+    x1, x2 = np.load(base / "ok1.npy"), _with_constant()
+    np.save(tmp_path / "const.npy", x2)
+    est = DisentangledSSL(**EST, standardize=standardize).fit(x1, x2)
+    emb = est.transform(x1, x2).as_dict()
+    assert all(np.isfinite(v).all() for v in emb.values())
+    if standardize:
+        assert float(est.model_.input_scale_1[3]) == 1.0
+    flags = ["--standardize"] if standardize else []
+    assert main(["fit", "--x1", str(base / "ok1.npy"), "--x2", str(tmp_path / "const.npy"),
+                 "--out", str(tmp_path / "m"), *FIT, *flags]) == 0
+    assert main(["transform", "--model", str(tmp_path / "m"), "--x1", str(base / "ok1.npy"),
+                 "--x2", str(tmp_path / "const.npy"), "--out", str(tmp_path / "emb.npz"),
+                 "--device", "cpu"]) == 0
+    assert "error" not in capsys.readouterr().err
+    cli = np.load(tmp_path / "emb.npz")
+    assert sorted(cli.files) == sorted(emb)
+    for key, value in emb.items():  # same data, settings and seed as the API fit
+        assert np.isfinite(cli[key]).all()
+        np.testing.assert_allclose(cli[key], value, rtol=1e-4, atol=1e-5)
 
 
 def test_pickle_payload_is_never_executed(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from disentangled_ssl import DisentangledSSL
 from disentangled_ssl.cli import build_parser, main
@@ -29,6 +30,8 @@ from disentangled_ssl.cli.fit import (
 TINY = ["--shared-epochs", "1", "--specific-epochs", "1", "--batch-size", "32",
         "--hidden-dim", "16", "--shared-dim", "4", "--specific-dim", "4", "--quiet",
         "--device", "cpu"]
+#: Excluded parameters that still have a (hand-written) flag of their own.
+HAND_WRITTEN = {"modalities"}
 #: One value per parameter, different from the defaults, as given on the command line.
 FLAG_VALUES = {bool: None, int: "7", float: "0.5", str: "cuda:1"}
 
@@ -62,10 +65,14 @@ def test_every_estimator_parameter_but_the_excluded_is_a_flag():
     dests = {a.dest for a in fit._actions}
     expected = set(_signature_params()) - set(EXCLUDED_PARAMS)
     assert expected <= dests, expected - dests
-    assert not set(EXCLUDED_PARAMS) & dests
+    # Excluded from the generated flags; ``modalities`` has a hand-written flag instead.
+    assert not (set(EXCLUDED_PARAMS) - HAND_WRITTEN) & dests
+    assert set(EXCLUDED_PARAMS) & dests >= HAND_WRITTEN
     assert set(EXCLUDED_PARAMS) <= set(_signature_params())  # no stale exclusion
     assert [p.name for p in fit_params()] == [n for n in _signature_params()
                                                if n not in EXCLUDED_PARAMS]
+    assert {"validation_fraction", "early_stopping_patience", "num_workers", "log_dir"} <= {
+        p.name for p in fit_params()}
 
 
 def test_every_parameter_flag_is_in_the_help_with_its_docstring(capsys):
@@ -170,6 +177,107 @@ def test_docstring_args_reads_grouped_entries_and_stops_at_the_next_section():
         d: not an argument.
     """
     assert docstring_args(doc) == {"a": "sizes of both.", "b": "sizes of both.", "c": "third."}
+
+
+# ----------------------------------------------------------------------------- --modalities
+@pytest.mark.parametrize(("text", "expected"), [
+    ("sequence,vector", ("sequence", "vector")), ("image", "image"),
+    (" image , tokens ", ("image", "tokens")), ("auto,tokens", ("auto", "tokens")),
+])
+def test_modalities_flag_parses_to_the_estimator_parameter(text, expected):
+    params = resolve_params(_fit_args("--modalities", text))
+    assert params == {**CLI_DEFAULTS, "modalities": expected}
+    DisentangledSSL(**params).validate_params()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("bogus", "--modalities: unknown kind 'bogus'; the kinds are auto, vector, sequence, image, "
+     "tokens"),
+    (",", "--modalities needs at least one kind, e.g. --modalities image,tokens"),
+])
+def test_an_unknown_modality_kind_exits_2_with_one_line(data_npz, tmp_path, capsys, text,
+                                                        message):
+    assert main(["fit", "--data", str(data_npz), "--out", str(tmp_path / "m"), "--modalities",
+                 text, *TINY]) == 2
+    assert _one_line_error(capsys) == "dssl: error: " + message
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.fixture(scope="module")
+def sequence_files(tmp_path_factory) -> tuple[Path, Path]:
+    """(256, 6, 3) float sequences and (256, 5) vectors sharing two latent factors."""
+    folder = tmp_path_factory.mktemp("kinds")
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=(256, 2))
+    seq = rng.normal(size=(256, 6, 3))
+    seq[..., :2] += shared[:, None, :]
+    np.save(folder / "seq.npy", seq.astype(np.float32))
+    np.save(folder / "vec.npy", np.c_[shared, rng.normal(size=(256, 3))].astype(np.float32))
+    return folder / "seq.npy", folder / "vec.npy"
+
+
+KIND_TINY = [a if a != "32" else "64" for a in TINY]  # batch 64
+
+
+@pytest.fixture()
+def one_thread():
+    """Small Transformers and CNNs: one intra-op thread is as fast on 2 cores and does not
+    collapse when another process shares them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_fit_and_transform_sequence_files(sequence_files, tmp_path, capsys, one_thread):
+    """``dssl fit --modalities sequence,vector`` on a 3-D and a 2-D .npy, then ``dssl
+    transform`` (which reads the kinds from the saved model) on the same files."""
+    seq, vec = (str(p) for p in sequence_files)
+    assert main(["fit", "--x1", seq, "--x2", vec, "--modalities", "sequence,vector", "--out",
+                 str(tmp_path / "m"), *KIND_TINY]) == 0
+    est = DisentangledSSL.load(tmp_path / "m", device="cpu")
+    assert [k.kind for k in est.modalities_] == ["sequence", "vector"]
+    assert (est.modalities_[0].steps, est.modalities_[0].features) == (6, 3)
+    assert main(["transform", "--model", str(tmp_path / "m"), "--x1", seq, "--x2", vec,
+                 "--out", str(tmp_path / "emb.npz"), "--device", "cpu"]) == 0
+    emb = np.load(tmp_path / "emb.npz")
+    assert sorted(emb.files) == ["shared1", "shared2", "specific1", "specific2"]
+    assert all(emb[k].shape == (256, 4) and np.isfinite(emb[k]).all() for k in emb.files)
+    api = est.transform(np.load(seq), np.load(vec))
+    np.testing.assert_allclose(emb["shared1"], api.shared1, rtol=1e-5, atol=1e-6)
+    np.save(tmp_path / "narrow.npy", np.load(seq)[..., :2])
+    capsys.readouterr()
+    assert main(["transform", "--model", str(tmp_path / "m"), "--x1",
+                 str(tmp_path / "narrow.npy"), "--x2", vec, "--out",
+                 str(tmp_path / "emb2.npz"), "--device", "cpu"]) == 2
+    assert _one_line_error(capsys) == (
+        "dssl: error: X1 has 2 features per step but the model was fitted with 3")
+
+
+def test_fit_transform_evaluate_image_and_token_files(tmp_path, capsys, one_thread):
+    """(n, C, H, W) images and int64 token ids from .npy/.npz files: the CLI keeps their shape
+    and integer dtype, and transform/evaluate reuse the fitted kinds (``auto`` would read the
+    integer matrix as vectors)."""
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "img.npy", rng.random((128, 1, 8, 8)).astype(np.float32))
+    tokens = rng.integers(1, 12, size=(128, 6))
+    np.savez(tmp_path / "tok.npz", ids=tokens.astype(np.int32), y=np.arange(128) % 2)
+    files = ["--x1", str(tmp_path / "img.npy"), "--x2", f"{tmp_path / 'tok.npz'}:ids"]
+    assert main(["fit", *files, "--modalities", "image,tokens", "--out", str(tmp_path / "m"),
+                 *TINY]) == 0
+    est = DisentangledSSL.load(tmp_path / "m", device="cpu")
+    assert [k.kind for k in est.modalities_] == ["image", "tokens"]
+    assert est.modalities_[1].vocab_size == 12
+    assert main(["transform", "--model", str(tmp_path / "m"), *files, "--out",
+                 str(tmp_path / "emb.npz"), "--device", "cpu"]) == 0
+    emb = np.load(tmp_path / "emb.npz")
+    api = est.transform(np.load(tmp_path / "img.npy"), tokens)
+    np.testing.assert_allclose(emb["shared2"], api.shared2, rtol=1e-5, atol=1e-6)
+    assert emb["specific1"].shape == (128, 4)
+    assert main(["evaluate", "--model", str(tmp_path / "m"), *files, "--label-columns", "y",
+                 "--out", str(tmp_path / "metrics.json"), "--device", "cpu"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n_test"] == 26 and set(metrics["probe"]["shared"]) == {"y"}
 
 
 # ----------------------------------------------------------------------------- config files

@@ -10,6 +10,7 @@ from disentangled_ssl import DSSLError
 from disentangled_ssl.data.readers import (
     MultimodalData,
     MultimodalDataset,
+    NpyRows,
     read_multimodal,
     read_table,
     transform_dataset,
@@ -130,12 +131,72 @@ def test_non_numeric_column_names_value_and_line(tmp_path):
         read_table(p)
 
 
-def test_constant_column_refused_for_training_only(tmp_path):
+def test_constant_columns_are_accepted_unless_asked(tmp_path):
+    """A constant column is standardised with scale 1, so the readers keep it; the check
+    stays available on request."""
     p = write(tmp_path / "a.csv", "f,g,h\n1,7,3\n3,7,4\n4,7,6\n")
-    with pytest.raises(DSSLError, match=r"a.csv: column 'g' is constant \(value 7.0\); a "
-                       r"constant column carries no information"):
-        read_table(p)
-    assert read_table(p, check_constant=False).features.shape == (3, 3)
+    assert read_table(p).features[:, 1].tolist() == [7.0, 7.0, 7.0]
+    q = write(tmp_path / "b.csv", "1,2\n3,4\n5,7\n")
+    assert read_multimodal([p, q]).x1.shape == (3, 3)
+    with pytest.raises(DSSLError, match=re.escape(
+            f"{p}: column 'g' is constant (value 7.0); drop it, or read without "
+            "check_constant (standardisation gives a constant column scale 1)")):
+        read_table(p, check_constant=True)
+    np.save(tmp_path / "img.npy", np.ones((3, 1, 2, 2)))
+    with pytest.raises(DSSLError, match=re.escape(
+            f"{tmp_path / 'img.npy'}: column '(0, 0, 0)', '(0, 0, 1)', '(0, 1, 0)', "
+            "'(0, 1, 1)' is constant (value 1.0)")):
+        read_table(tmp_path / "img.npy", check_constant=True)
+
+
+def test_npy_and_npz_arrays_keep_their_rank_and_integer_dtype(tmp_path, rng):
+    """Sequences (n, T, d) and images (n, C, H, W) keep their shape; integer arrays stay
+    int64 (token ids); other arrays become float32. Text tables stay 2-D float32."""
+    seq = rng.normal(size=(20, 6, 3))  # float64 on disk
+    img = rng.random((20, 1, 4, 4)).astype(np.float32)
+    tok = rng.integers(0, 50, size=(20, 7)).astype(np.int32)
+    np.save(tmp_path / "seq.npy", seq)
+    np.save(tmp_path / "img.npy", img)
+    np.savez(tmp_path / "tok.npz", ids=tok, y=np.arange(20) % 2)
+    t = read_table(tmp_path / "seq.npy")
+    assert t.features.shape == (20, 6, 3) and t.features.dtype == np.float32
+    assert t.feature_names == []
+    np.testing.assert_allclose(t.features, seq.astype(np.float32))
+    t = read_table(f"{tmp_path / 'tok.npz'}:ids", label_columns=["y"])
+    assert t.features.dtype == np.int64 and np.array_equal(t.features, tok)
+    assert t.labels["y"].tolist() == (np.arange(20) % 2).tolist()
+    np.save(tmp_path / "counts.npy", tok[:, :3].astype(np.uint8))
+    assert read_table(tmp_path / "counts.npy").features.dtype == np.int64
+    np.save(tmp_path / "mask.npy", tok[:, :3] > 10)
+    assert read_table(tmp_path / "mask.npy").features.dtype == np.float32
+    data = read_multimodal([tmp_path / "img.npy", f"{tmp_path / 'tok.npz'}:ids"],
+                           label_columns=["y"])
+    assert data.x1.shape == (20, 1, 4, 4) and data.x1.dtype == np.float32
+    assert data.x2.shape == (20, 7) and data.x2.dtype == np.int64
+    train, test = data.split(0.25, seed=0)
+    assert train.x1.shape == (15, 1, 4, 4) and test.x2.dtype == np.int64
+    ints = write(tmp_path / "ints.csv", "1,2\n3,4\n")
+    assert read_table(ints).features.dtype == np.float32  # tables are float by nature
+
+
+def test_nd_arrays_are_checked_per_entry(tmp_path):
+    img = np.zeros((5, 2, 3, 3), dtype=np.float32)
+    img[:, 0, 0, 0] = np.arange(5)
+    img[4, 1, 2, 0] = np.inf
+    np.save(tmp_path / "img.npy", img)
+    with pytest.raises(DSSLError, match=re.escape(
+            f"{tmp_path / 'img.npy'} has a NaN or infinite value at row 4, position (1, 2, 0) "
+            "(1 such entries in the file); impute or drop them first")):
+        read_table(tmp_path / "img.npy")
+    np.save(tmp_path / "flat.npy", np.arange(5.0))
+    with pytest.raises(DSSLError, match=re.escape(
+            f"{tmp_path / 'flat.npy'} is 1-D (shape (5,)); store a (rows, features) matrix, "
+            "e.g. x.reshape(-1, 1)")):
+        read_table(tmp_path / "flat.npy")
+    np.save(tmp_path / "hollow.npy", np.zeros((5, 0, 3)))
+    with pytest.raises(DSSLError, match=re.escape(
+            f"{tmp_path / 'hollow.npy'} has shape (5, 0, 3): its rows hold no values")):
+        read_table(tmp_path / "hollow.npy")
 
 
 def test_too_few_rows_for_batch(tmp_path):
@@ -260,7 +321,7 @@ def test_memmap_dataset_loader_validate_and_transform(tmp_path, rng):
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "b.npy", b)
     ds = MultimodalDataset.from_npy([tmp_path / "a.npy", tmp_path / "b.npy"])
-    assert isinstance(ds.views[0], np.memmap) and len(ds) == 300
+    assert isinstance(ds.views[0], NpyRows) and len(ds) == 300
     ds.validate(batch_size=64, chunk_size=70)
     loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=False)
     xa, xb = next(iter(loader))
@@ -278,9 +339,10 @@ def test_memmap_dataset_loader_validate_and_transform(tmp_path, rng):
     const = a.copy()
     const[:, 5] = 2.0
     np.save(tmp_path / "const.npy", const)
+    with_constant = MultimodalDataset.from_npy([tmp_path / "const.npy", tmp_path / "b.npy"])
+    with_constant.validate(chunk_size=64)  # accepted: standardised with scale 1
     with pytest.raises(DSSLError, match=r"const.npy: column 5 is constant"):
-        MultimodalDataset.from_npy([tmp_path / "const.npy", tmp_path / "b.npy"]).validate(
-            chunk_size=64)
+        with_constant.validate(chunk_size=64, check_constant=True)
     np.save(tmp_path / "short.npy", a[:10])
     with pytest.raises(DSSLError, match=r"a.npy has 300, .*short.npy has 10 rows"):
         MultimodalDataset.from_npy([tmp_path / "a.npy", tmp_path / "short.npy"])
@@ -292,7 +354,27 @@ def test_memmap_dataset_loader_validate_and_transform(tmp_path, rng):
                           specific_epochs=1, batch_size=64, random_state=0, verbose=False,
                           device="cpu").fit(*sub)
     streamed = transform_dataset(est, ds, chunk_size=70)
-    whole = est.transform(a, b).as_dict()
+    assert type(streamed) is type(est.transform(a, b))  # the Embeddings of arrays
+    streamed, whole = streamed.as_dict(), est.transform(a, b).as_dict()
     assert set(streamed) == set(whole)
     for k in whole:
         np.testing.assert_allclose(streamed[k], whole[k], rtol=1e-5, atol=1e-6)
+
+
+def test_memmap_dataset_keeps_the_shape_and_integer_ids_of_each_view(tmp_path, rng):
+    """Images stay (B, C, H, W) float32 and token ids int64 through the DataLoader,
+    ``chunks`` and ``to_arrays``."""
+    img = rng.random((40, 1, 4, 4))
+    tok = rng.integers(0, 9, size=(40, 5)).astype(np.int16)
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "tok.npy", tok)
+    ds = MultimodalDataset.from_npy([tmp_path / "img.npy", tmp_path / "tok.npy"])
+    ds.validate(batch_size=8, chunk_size=16)
+    xi, xt = next(iter(torch.utils.data.DataLoader(ds, batch_size=8, shuffle=False)))
+    assert xi.shape == (8, 1, 4, 4) and xi.dtype == torch.float32
+    assert xt.dtype == torch.int64 and torch.equal(xt, torch.from_numpy(tok[:8]).long())
+    start, (ci, ct) = next(ds.chunks(16))
+    assert start == 0 and ci.shape == (16, 1, 4, 4) and ct.dtype == np.int64
+    ai, at = ds.to_arrays(np.array([3, 1]))
+    assert ai.dtype == np.float32 and np.array_equal(at, tok[[1, 3]].astype(np.int64))
+    assert ds.to_arrays()[1].dtype == np.int64

@@ -65,7 +65,9 @@ def add_inputs(p: argparse.ArgumentParser) -> None:
     """Add the paired-input arguments read by :func:`read_inputs`."""
     p.add_argument("--data", help="paired .npz with arrays x1, x2 (and labels), e.g. from "
                    "`dssl generate`")
-    p.add_argument("--x1", help="modality-1 features: file.npy, file.npz:KEY or file.csv")
+    p.add_argument("--x1", help="modality-1 features: file.npy, file.npz:KEY or file.csv; "
+                   ".npy/.npz arrays of any rank (rows, ...) keep their shape, integer ones "
+                   "their dtype (token ids)")
     p.add_argument("--x2", help="modality-2 features (same row order as --x1, or joined on "
                    "--id-column); also .tsv, .parquet, .h5ad")
     p.add_argument("--id-column", help="with --x1/--x2: sample-ID column (CSV/parquet header, "
@@ -77,9 +79,12 @@ def add_inputs(p: argparse.ArgumentParser) -> None:
                    "the IDs common to all files")
 
 
-def read_inputs(args: argparse.Namespace, training: bool = False) -> Any:
+def read_inputs(args: argparse.Namespace) -> Any:
     """The paired data named by :func:`add_inputs`' arguments (``PairedData`` for ``--data``,
-    ``MultimodalData`` for ``--x1/--x2``); ``training`` also refuses constant columns."""
+    ``MultimodalData`` for ``--x1/--x2``), as the files hold it: ``.npy``/``.npz`` arrays keep
+    their shape (sequences, images) and integer dtype (int64 token ids), tables are (n, d)
+    float32; the estimator checks each modality by its kind. Constant columns are accepted
+    (standardisation gives them scale 1)."""
     from disentangled_ssl.data.io import read_paired
     from disentangled_ssl.data.readers import read_multimodal
 
@@ -90,8 +95,7 @@ def read_inputs(args: argparse.Namespace, training: bool = False) -> Any:
     if not (args.x1 and args.x2):
         raise DSSLError("give the paired input as --data FILE.npz or as --x1 FILE --x2 FILE")
     return read_multimodal([args.x1, args.x2], id_column=args.id_column,
-                           label_columns=args.label_columns, join=args.join,
-                           check_constant=training)
+                           label_columns=args.label_columns, join=args.join)
 
 
 def add_out(p: argparse.ArgumentParser, help: str, *, required: bool = True,

@@ -161,7 +161,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     check_out(args.out, args.overwrite)
     if params.get("checkpoint_dir"):
         check_writable(Path(params["checkpoint_dir"]) / "checkpoint.safetensors")
-    data = read_inputs(args, training=True)
+    data = read_inputs(args)
     (_fit_distributed if args.distributed else _fit_local)(args, params, data)
     return 0
 

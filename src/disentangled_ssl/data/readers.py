@@ -9,9 +9,16 @@ column and the row:
 - empty files, tables without rows or without feature columns;
 - non-numeric feature columns (with the first offending value and its line);
 - missing values, NaN and infinities (first offending column and row);
-- constant feature columns (when reading for training);
 - mismatched row counts, duplicate IDs, IDs present in one file and missing from another;
 - fewer rows than the training batch size.
+
+Constant feature columns are accepted (standardisation gives them scale 1, as scikit-learn's
+``StandardScaler``); ``check_constant=True`` refuses them on request.
+
+A ``.npy`` file or ``.npz`` array keeps its shape, so it can hold any modality kind: (n, d)
+vectors, (n, T, d) sequences, (n, C, H, W) images; an integer array stays integer (int64), so
+it can be a ``tokens`` modality, and every other array becomes float32. Text, parquet and
+``.h5ad`` tables are (n, d) float32 by nature.
 
 Files are never unpickled: ``.npy``/``.npz`` are opened with ``allow_pickle=False``. Parquet
 needs ``pyarrow`` and ``.h5ad`` needs ``anndata`` (``pip install 'disentangled-ssl[data]'``).
@@ -60,8 +67,10 @@ class Table:
     """One modality read from one file.
 
     Attributes:
-        features: (n, d) float32 feature matrix.
-        feature_names: d column names (``"0"``, ``"1"``, … when the file has none).
+        features: (n, d) float32 feature matrix; from ``.npy``/``.npz``, an array of any rank
+            >= 2 (n, ...), int64 when the file holds integers (token ids), else float32.
+        feature_names: d column names (``"0"``, ``"1"``, … when the file has none); empty for
+            an array of rank > 2.
         ids: (n,) string IDs, or None without an ID column.
         labels: label column name -> (n,) labels (int64 when every value is an integer,
             strings otherwise).
@@ -83,7 +92,9 @@ class MultimodalData:
     """M >= 2 paired modalities (row k of every view is the same sample).
 
     Attributes:
-        views: per modality an (n, d_i) float32 array (or (n, ...) for image views).
+        views: per modality an (n, ...) array: (n, d_i) float32 tables, or from
+            ``.npy``/``.npz`` any rank (sequences, images) and int64 for integer arrays
+            (token ids).
         labels: name -> (n,) label vector, for evaluation only.
         ids: (n,) sample IDs or None.
         view_names: one name per view (file name or dataset view name).
@@ -220,33 +231,65 @@ def _check_ids(ids: np.ndarray, source: str, column: str) -> np.ndarray:
 
 
 def _check_features(features: np.ndarray, names: Sequence[str], source: str, *,
-                    row_offset: int = 0, check_constant: bool = True) -> np.ndarray:
-    """Finite, non-empty, non-constant float32 (n, d); errors name the file, column and row
-    (``row_offset`` turns a 0-based data row into a file line number for text files)."""
-    if features.ndim != 2 or features.shape[0] == 0:
+                    row_offset: int = 0, check_constant: bool = False,
+                    keep_integers: bool = False) -> np.ndarray:
+    """Finite, non-empty float32 (n, ...) (int64 for integer arrays with ``keep_integers``);
+    errors name the file, column (or position) and row (``row_offset`` turns a 0-based data
+    row into a file line number for text files). ``check_constant`` also refuses constant
+    feature columns (off by default: they are standardised with scale 1)."""
+    if features.ndim < 2 or features.shape[0] == 0:
         raise DSSLError(f"{source} has no data rows; it needs at least one sample per row")
-    if features.shape[1] == 0:
+    if features.ndim == 2 and features.shape[1] == 0:
         raise DSSLError(f"{source} has no feature columns left (after removing the ID and label "
                         "columns)")
-    features = np.ascontiguousarray(features, dtype=np.float32)
-    finite = np.isfinite(features)
-    if not finite.all():
-        row, col = (int(v) for v in np.argwhere(~finite)[0])
-        where = f"line {row + row_offset}" if row_offset else f"row {row}"
-        raise DSSLError(
-            f"{source}: column {names[col]!r} has a missing, NaN or infinite value at {where} "
-            f"({int((~finite).sum())} such entries in the file); impute or drop them first"
-        )
+    if 0 in features.shape[1:]:
+        raise DSSLError(f"{source} has shape {features.shape}: its rows hold no values")
+    if keep_integers and features.dtype.kind in "iu":  # token ids stay integers
+        if features.dtype == np.uint64 and int(features.max()) > np.iinfo(np.int64).max:
+            raise DSSLError(f"{source} holds integers up to {int(features.max())}, beyond "
+                            "int64; store smaller ids")
+        features = np.ascontiguousarray(features, dtype=np.int64)
+    else:
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        _check_finite(features, names, source, row_offset)
     if check_constant and features.shape[0] > 1:
-        constant = np.flatnonzero(np.ptp(features, axis=0) == 0)
+        flat = features.reshape(features.shape[0], -1)
+        constant = np.flatnonzero(np.ptp(flat, axis=0) == 0)
         if constant.size:
-            shown = ", ".join(repr(names[c]) for c in constant[:5])
+            shown = ", ".join(repr(_column_name(names, features.shape, c))
+                              for c in constant[:5])
             more = f" and {constant.size - 5} more" if constant.size > 5 else ""
             raise DSSLError(
-                f"{source}: column {shown}{more} is constant (value {features[0, constant[0]]}); "
-                "a constant column carries no information and breaks standardisation: drop it"
+                f"{source}: column {shown}{more} is constant (value {flat[0, constant[0]]}); "
+                "drop it, or read without check_constant (standardisation gives a constant "
+                "column scale 1)"
             )
     return features
+
+
+def _check_finite(features: np.ndarray, names: Sequence[str], source: str, row_offset: int
+                  ) -> None:
+    """Refuse NaN/inf, naming the column (tables) or the position in the row (N-D arrays)."""
+    finite = np.isfinite(features)
+    if finite.all():
+        return
+    first = [int(v) for v in np.argwhere(~finite)[0]]
+    row, count = first[0], int((~finite).sum())
+    if features.ndim == 2:
+        where = f"line {row + row_offset}" if row_offset else f"row {row}"
+        raise DSSLError(
+            f"{source}: column {names[first[1]]!r} has a missing, NaN or infinite value at "
+            f"{where} ({count} such entries in the file); impute or drop them first")
+    raise DSSLError(
+        f"{source} has a NaN or infinite value at row {row}, position {tuple(first[1:])} "
+        f"({count} such entries in the file); impute or drop them first")
+
+
+def _column_name(names: Sequence[str], shape: tuple[int, ...], flat: int) -> str:
+    """Column ``flat`` of the flattened rows: its name (2-D) or its position (N-D)."""
+    if len(shape) == 2:
+        return str(names[flat])
+    return str(tuple(int(v) for v in np.unravel_index(flat, shape[1:])))
 
 
 def _resolve_columns(header: Sequence[str], wanted: Sequence[str], source: str, kind: str,
@@ -434,7 +477,7 @@ def read_table(
     *,
     id_column: str | None = None,
     label_columns: Sequence[str] = (),
-    check_constant: bool = True,
+    check_constant: bool = False,
     missing_labels_ok: bool = False,
 ) -> Table:
     """Read one modality from a file and validate it.
@@ -447,11 +490,13 @@ def read_table(
             columns; ``id_column="obs_names"`` uses the index).
         id_column: column holding a unique sample ID (excluded from the features).
         label_columns: columns holding labels for evaluation (excluded from the features).
-        check_constant: refuse constant feature columns (for training; off for inference).
+        check_constant: refuse constant feature columns (off by default: standardisation
+            gives a constant column scale 1).
         missing_labels_ok: skip label columns the file lacks (they may live in another file).
 
     Returns:
-        A :class:`Table` with (n, d) float32 features.
+        A :class:`Table` with (n, d) float32 features; from ``.npy``/``.npz``, the array's own
+        shape (rank >= 2), int64 for integer arrays and float32 otherwise.
 
     Raises:
         DSSLError: naming the file, column and row of the first problem found.
@@ -471,7 +516,8 @@ def read_table(
         return table
     if suffix in (".npy", ".npz"):
         if suffix == ".npy":
-            if id_column is not None or label_columns:
+            # Label columns may live in another file of read_multimodal (missing_labels_ok).
+            if id_column is not None or (label_columns and not missing_labels_ok):
                 raise DSSLError(f"{path} is a .npy file holding one array: it cannot hold an ID "
                                 "or label column; use .npz (extra 1-D arrays), CSV or parquet")
             features = load_npy(path)  # refuses npz/text/truncated/pickle files by name
@@ -482,13 +528,11 @@ def read_table(
             source = f"{path}:{key}"
         if features.dtype.kind not in "iufb":
             raise DSSLError(f"{source} has non-numeric dtype {features.dtype}; store numbers")
-        if features.ndim == 1:
+        if features.ndim < 2:
             raise DSSLError(f"{source} is 1-D (shape {features.shape}); store a (rows, "
                             "features) matrix, e.g. x.reshape(-1, 1)")
-        if features.ndim != 2:
-            raise DSSLError(f"{source} has shape {features.shape}; tables must be 2-D (rows × "
-                            "features); flatten image arrays or use the Python API")
-        names = [str(i) for i in range(features.shape[1])]
+        # Any rank: (rows, features), (rows, time, features), (rows, C, H, W), ...
+        names = [str(i) for i in range(features.shape[1])] if features.ndim == 2 else []
         if ids is not None:
             if ids.shape != (features.shape[0],):
                 raise DSSLError(f"{path}: ID array {id_column!r} has shape {ids.shape}, "
@@ -499,7 +543,8 @@ def read_table(
                 raise DSSLError(f"{path}: label array {name!r} has shape {values.shape}, "
                                 f"expected ({features.shape[0]},)")
         labels = {k: _parse_labels(v, source, k) for k, v in labels.items()}
-        features = _check_features(features, names, source, check_constant=check_constant)
+        features = _check_features(features, names, source, check_constant=check_constant,
+                                   keep_integers=True)
         return Table(features, names, ids, labels, source)
     if suffix in _TEXT_SUFFIXES or suffix == ".parquet":
         if suffix == ".parquet":
@@ -558,7 +603,7 @@ def read_multimodal(
     label_columns: Sequence[str] = (),
     join: str = "exact",
     batch_size: int | None = None,
-    check_constant: bool = True,
+    check_constant: bool = False,
 ) -> MultimodalData:
     """Read M >= 2 aligned tables (one per modality) and pair their rows.
 
@@ -572,10 +617,12 @@ def read_multimodal(
         join: "exact" (every ID must be in every file) or "inner" (keep the IDs common to all
             files).
         batch_size: if given, refuse fewer paired rows than this.
-        check_constant: refuse constant feature columns (training); pass False for inference.
+        check_constant: refuse constant feature columns (off by default: standardisation
+            gives a constant column scale 1).
 
     Returns:
-        :class:`MultimodalData` with ``views`` (n, d_i) float32, ``labels``, ``ids``.
+        :class:`MultimodalData` with ``views`` (n, d_i) float32 (``.npy``/``.npz`` arrays
+        keep their shape, and int64 when integer), ``labels``, ``ids``.
 
     Raises:
         DSSLError: naming the file, column, row or ID of the first problem.
@@ -652,10 +699,50 @@ def read_multimodal(
 # ---------------------------------------------------------------------------------------------
 # out-of-core
 # ---------------------------------------------------------------------------------------------
+class NpyRows:
+    """An array-like over a ``.npy`` file that maps it only while reading: ``rows[index]``
+    memory-maps the file, copies the rows ``index`` (an int, slice or integer array) and
+    unmaps it again. A long-lived ``np.memmap`` keeps every page it has touched resident (the
+    resident set of a random pass over a file grows to the file's size while memory is free);
+    this keeps the resident set at the rows of one batch, in the main process and in loader
+    workers alike. Mapping costs tens of microseconds per call.
+
+    Attributes:
+        path, shape, dtype: the file, its array's shape and dtype (read from the header).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        probe = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        self.shape, self.dtype = tuple(probe.shape), probe.dtype
+        self._offset, self._order = int(probe.offset), "F" if np.isfortran(probe) else "C"
+        del probe
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, index: object) -> np.ndarray:
+        # The header was parsed once: mapping by offset skips it (a few tens of microseconds).
+        mapped = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self._offset,
+                           shape=self.shape, order=self._order)
+        try:
+            return np.array(mapped[index])
+        finally:
+            del mapped
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return np.asarray(self[:], dtype=dtype)
+
+
 class MultimodalDataset(torch.utils.data.Dataset):
     """Paired rows read lazily from array-likes (``np.memmap``, h5py/zarr datasets, …).
 
-    ``dataset[i]`` is a tuple of M float32 tensors (one row per modality, after ``transform``);
+    ``dataset[i]`` is a tuple of M tensors (one row per modality, after ``transform``): int64
+    for integer views (token ids), float32 for the others, each row keeping its shape;
     ``__getitems__`` fetches a whole batch with one fancy-index per view, so a
     ``DataLoader(dataset, batch_size=B)`` reads B rows per view at once.
 
@@ -694,14 +781,16 @@ class MultimodalDataset(torch.utils.data.Dataset):
     @classmethod
     def from_npy(cls, paths: Sequence[str | os.PathLike[str]],
                  transforms: Sequence[Callable | None] | None = None) -> MultimodalDataset:
-        """Memory-map one ``.npy`` file per modality (nothing is read until indexed)."""
+        """One ``.npy`` file per modality, read lazily (:class:`NpyRows`: each batch maps the
+        file, copies its rows and unmaps it, so resident memory holds the batch, never the
+        file; nothing is read until indexed)."""
         views = []
         for p in paths:
             path = Path(p)
             if not path.is_file():
                 raise DSSLError(f"file not found: {path}")
             try:
-                views.append(np.load(path, mmap_mode="r", allow_pickle=False))
+                views.append(NpyRows(path))
             except (ValueError, OSError, EOFError) as exc:
                 raise DSSLError(f"{path} is not a readable .npy file of numbers ({exc})"
                                 ) from exc
@@ -710,32 +799,36 @@ class MultimodalDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self._n
 
-    def _fetch(self, index: np.ndarray) -> tuple[torch.Tensor, ...]:
+    def get_batch(self, index: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Rows ``index`` of every view, one fancy index per view (the estimator's loader
+        calls this once per batch)."""
         out = []
         for v, t in zip(self.views, self.transforms):
-            x = torch.from_numpy(np.asarray(v[index], dtype=np.float32))
+            x = torch.from_numpy(_as_view_dtype(v[index], copy=False))
             out.append(t(x) if t is not None else x)
         return tuple(out)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
-        return tuple(x[0] for x in self._fetch(np.array([i])))
+        return tuple(x[0] for x in self.get_batch(np.array([i])))
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, ...]]:
-        batch = self._fetch(np.asarray(indices, dtype=np.int64))
+        batch = self.get_batch(np.asarray(indices, dtype=np.int64))
         # The default collate re-stacks these rows; one fancy index per view did the I/O.
         return list(zip(*batch))
 
     def chunks(self, chunk_size: int = 65536) -> Iterator[tuple[int, list[np.ndarray]]]:
-        """Yield (first row, [view chunk as float32 numpy]) in row order."""
+        """Yield (first row, [view chunk as numpy: int64 integer views, float32 others]) in
+        row order."""
         for start in range(0, self._n, chunk_size):
             stop = min(start + chunk_size, self._n)
-            yield start, [np.array(v[start:stop], dtype=np.float32) for v in self.views]
+            yield start, [_as_view_dtype(v[start:stop]) for v in self.views]
 
     def validate(self, batch_size: int | None = None, chunk_size: int = 65536,
-                 check_constant: bool = True) -> None:
+                 check_constant: bool = False) -> None:
         """Check every view chunk by chunk (memory bounded by ``chunk_size`` rows): no NaN or
-        infinite value, no constant column, at least ``batch_size`` rows. Errors name the
-        file, column and row."""
+        infinite value, at least ``batch_size`` rows, and with ``check_constant`` no constant
+        column (off by default: standardisation gives a constant column scale 1). Errors name
+        the file, column (the flattened index of a row of rank > 1) and row."""
         if self._n == 0:
             raise DSSLError(f"{', '.join(self.names)}: no rows")
         if batch_size is not None:
@@ -750,9 +843,10 @@ class MultimodalDataset(torch.utils.data.Dataset):
                     row, col = (int(v) for v in np.argwhere(~finite)[0])
                     raise DSSLError(f"{self.names[i]}: column {col} has a NaN or infinite value "
                                     f"at row {start + row}; impute or drop it first")
-                lo, hi = flat.min(0), flat.max(0)
-                lows[i] = lo if lows[i] is None else np.minimum(lows[i], lo)
-                highs[i] = hi if highs[i] is None else np.maximum(highs[i], hi)
+                if check_constant:
+                    lo, hi = flat.min(0), flat.max(0)
+                    lows[i] = lo if lows[i] is None else np.minimum(lows[i], lo)
+                    highs[i] = hi if highs[i] is None else np.maximum(highs[i], hi)
         if check_constant and self._n > 1:
             for i, (lo, hi) in enumerate(zip(lows, highs)):
                 constant = np.flatnonzero(lo == hi)
@@ -761,20 +855,28 @@ class MultimodalDataset(torch.utils.data.Dataset):
                                     f"({constant.size} constant columns); drop them")
 
     def to_arrays(self, index: np.ndarray | None = None) -> list[np.ndarray]:
-        """Materialise rows ``index`` (all rows if None) as float32 arrays, e.g. a random
-        subset that fits in memory for :meth:`DisentangledSSL.fit`."""
+        """Materialise rows ``index`` (all rows if None) as arrays (int64 integer views,
+        float32 others), e.g. a random subset that fits in memory for
+        :meth:`DisentangledSSL.fit`."""
         if index is None:
-            return [np.asarray(v, dtype=np.float32) for v in self.views]
+            return [_as_view_dtype(v) for v in self.views]
         index = np.sort(np.asarray(index, dtype=np.int64))
-        return [np.asarray(v[index], dtype=np.float32) for v in self.views]
+        return [_as_view_dtype(v[index]) for v in self.views]
+
+
+def _as_view_dtype(rows: object, copy: bool = True) -> np.ndarray:
+    """Rows of a view in memory as int64 (integer views: token ids) or float32 (everything
+    else); a writable copy unless ``copy=False`` (rows already fetched by a fancy index)."""
+    kind = np.dtype(getattr(rows, "dtype", np.float32)).kind
+    dtype = np.int64 if kind in "iu" else np.float32
+    if not copy:
+        return np.ascontiguousarray(rows, dtype=dtype)
+    return np.array(rows, dtype=dtype, order="C")
 
 
 def transform_dataset(estimator: object, dataset: MultimodalDataset, chunk_size: int = 65536,
-                      ) -> dict[str, np.ndarray]:
-    """Embed a :class:`MultimodalDataset` chunk by chunk with a fitted estimator; returns
-    ``{"shared1": (n, d), ..., "specific1": ...}``. Only the embeddings are held in memory."""
-    parts: dict[str, list[np.ndarray]] = {}
-    for _, arrays in dataset.chunks(chunk_size):
-        for k, v in estimator.transform(*arrays).as_dict().items():  # type: ignore[attr-defined]
-            parts.setdefault(k, []).append(v)
-    return {k: np.concatenate(v) for k, v in parts.items()}
+                      ) -> object:
+    """Embed a :class:`MultimodalDataset` in order, ``chunk_size`` rows at a time, with a fitted
+    estimator: the same :class:`~disentangled_ssl.estimator.Embeddings` as
+    ``estimator.transform(dataset, batch_size=chunk_size)`` (which it calls)."""
+    return estimator.transform(dataset, batch_size=chunk_size)  # type: ignore[attr-defined]

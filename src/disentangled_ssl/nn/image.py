@@ -13,7 +13,7 @@ from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.nn.sequence import check_positive_ints
 
 #: Smallest height and width accepted.
-MIN_SIZE = 8
+MIN_SIZE = 4
 
 
 def group_norm(channels: int, max_groups: int = 8) -> nn.GroupNorm:

@@ -272,8 +272,9 @@ class Sequence(Modality):
 
 @dataclass(frozen=True)
 class Image(Modality):
-    """(n, C, H, W) images with values in about [0, 1]: a small residual CNN, and random
-    resized crop, horizontal flip and colour jitter (per image, vectorised).
+    """(n, C, H, W) images with values in about [0, 1] (uint8 pixels are divided by 255): a
+    small residual CNN (global pooling: any height and width of at least 4 pixels), and
+    random resized crop, horizontal flip and colour jitter (per image, vectorised).
 
     Attributes:
         channels, height, width: filled from the data.
@@ -299,6 +300,8 @@ class Image(Modality):
     def check(self, x: Tensor, name: str) -> Tensor:
         _check_rank(x, 4, self.kind, name, "(rows, channels, height, width)")
         _same(name, "channels", int(x.shape[1]), self.channels)
+        if x.dtype == torch.uint8:  # 8-bit pixels: to [0, 1], the scale the CNN expects
+            return x.float().div_(255.0)
         return _check_float(x, self.kind, name)
 
     def _encoder(self, out_dim: int) -> ImageEncoder:
