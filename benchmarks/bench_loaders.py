@@ -13,6 +13,10 @@ Three measurements, each in a fresh subprocess (so that peak RSS is the run's ow
   cgroup-v1 memory controller (root), the run is confined to a cgroup with ``--memory-limit-mb``
   (page cache included), so it can only finish if memory is bounded by the batch, not the data;
   peak RSS and the cgroup's peak usage are reported.
+* ``kinds``: seconds per epoch of each kind's default encoders (DisentangledSSL step 1 and
+  step 2, batch 256) at a stated size: vectors (20 000 × 100, the paper's MLP), sequences
+  (2048 × 50 steps × 20 features), images (2048 × 3 × 32 × 32), tokens (2048 × 32 ids of a
+  5000-word vocabulary), each paired with a 100-feature vector modality.
 * ``stream``: ``fit(SyntheticStream(n_rows=1_000_000))`` (the paper's generator drawn batch by
   batch) for one epoch of step 1, against the in-memory path on 20 000 materialised rows trained
   for the same number of steps; shared-code linear-probe accuracy on yc (the shared label) on
@@ -136,6 +140,35 @@ def _run_memmap(o: dict) -> dict:
             "embeddings_finite": bool(np.isfinite(emb.shared1).all())}
 
 
+def _run_kinds(o: dict) -> dict:
+    import numpy as np
+    import torch
+
+    from disentangled_ssl import DisentangledSSL, make_synthetic
+
+    torch.set_num_threads(o["threads"])
+    rng = np.random.default_rng(0)
+    vec = make_synthetic(n_samples=20000, seed=0)
+    n = 2048
+    other = rng.standard_normal((n, 100)).astype(np.float32)
+    cases = {
+        "vector (20000 x 100)": ([vec.x1, vec.x2], "auto"),
+        "sequence (2048 x 50 x 20)": (
+            [rng.standard_normal((n, 50, 20)).astype(np.float32), other], "auto"),
+        "image (2048 x 3 x 32 x 32)": (
+            [rng.random((n, 3, 32, 32)).astype(np.float32), other], "auto"),
+        "tokens (2048 x 32, vocabulary 5000)": (
+            [rng.integers(1, 5000, (n, 32)), other], ("tokens", "vector")),
+    }
+    out = {}
+    for name, (views, kinds) in cases.items():
+        est = DisentangledSSL(modalities=kinds, shared_epochs=2, specific_epochs=2,
+                              random_state=0, verbose=False, device="cpu").fit(views)
+        out[name] = {stage: round(h[-1]["seconds"], 2) for stage, h in est.history_.items()}
+        out[name]["rows"] = len(views[0])
+    return out
+
+
 def _run_stream(o: dict) -> dict:
     import torch
 
@@ -165,7 +198,8 @@ def _run_stream(o: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=["throughput", "memmap", "stream"], action="append")
+    p.add_argument("--only", choices=["throughput", "memmap", "kinds", "stream"],
+                   action="append")
     p.add_argument("--n-samples", type=int, default=20000)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
@@ -179,7 +213,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="JSON output (default benchmarks/results/loaders.json)")
     args = p.parse_args()
-    only = args.only or ["throughput", "memmap", "stream"]
+    only = args.only or ["throughput", "memmap", "kinds", "stream"]
     result: dict = {"machine": machine_info(), "settings": vars(args) | {"out": str(args.out)}}
 
     if "throughput" in only:
@@ -222,6 +256,15 @@ def main() -> None:
               f"peak RSS {r['peak_rss_mb']} MB" + (
                   f", cgroup limit {r['cgroup_limit_mb']} MB, cgroup peak {r['cgroup_peak_mb']} MB"
                   if "cgroup_limit_mb" in r else " (no cgroup: limit not enforced)"))
+
+    if "kinds" in only:
+        result["kinds"] = {}
+        for threads in sorted({1, args.threads}):
+            r = _child("kinds", {"threads": threads})
+            result["kinds"][f"{threads} thread(s)"] = r
+            for name, t in r.items():
+                print(f"kinds, {threads} thread(s): {name:<36} seconds per epoch: step 1 "
+                      f"{t['shared']}, step 2 {t['specific']}")
 
     if "stream" in only:
         runs = [_child("stream", {"source": s, "rows": args.stream_rows,

@@ -155,8 +155,9 @@ def test_image_encoder_rows_are_independent_of_the_batch():
 
 def test_image_encoder_errors():
     enc = ImageEncoder(3, 4, width=8)
-    with pytest.raises(DSSLError, match=r"at least 8x8 pixels, got 7x16"):
-        enc(torch.rand(1, 3, 7, 16))
+    with pytest.raises(DSSLError, match=r"at least 4x4 pixels, got 3x16"):
+        enc(torch.rand(1, 3, 3, 16))
+    assert enc(torch.rand(2, 3, 8, 4)).shape == (2, 4)  # digit halves: 8 x 4 pixels
     with pytest.raises(DSSLError, match=r"shape \(B, 3, H, W\), got \(2, 1, 16, 16\)"):
         enc(torch.rand(2, 1, 16, 16))
     with pytest.raises(DSSLError, match=r"width must be a positive integer"):
