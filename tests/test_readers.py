@@ -378,3 +378,25 @@ def test_memmap_dataset_keeps_the_shape_and_integer_ids_of_each_view(tmp_path, r
     ai, at = ds.to_arrays(np.array([3, 1]))
     assert ai.dtype == np.float32 and np.array_equal(at, tok[[1, 3]].astype(np.int64))
     assert ds.to_arrays()[1].dtype == np.int64
+
+
+def test_npy_rows_reads_rows_without_mapping_the_file(tmp_path, monkeypatch, rng):
+    """NpyRows returns exactly numpy's rows for every index form, and by default never
+    memory-maps the file while reading (so pages it read do not stay resident)."""
+    a = rng.standard_normal((500, 6, 2)).astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    rows = NpyRows(tmp_path / "a.npy")
+    assert rows.shape == a.shape and rows.dtype == a.dtype and len(rows) == 500
+
+    def no_map(*args, **kwargs):
+        raise AssertionError("the file was memory-mapped")
+
+    monkeypatch.setattr(np, "memmap", no_map)
+    for index in (np.array([7, 3, 3, 499, 0]), slice(10, 40), slice(None, None, 9),
+                  np.array([-1, -500]), 42, np.arange(100, 200)):
+        np.testing.assert_array_equal(rows[index], a[index])
+    monkeypatch.undo()
+    with pytest.raises(IndexError, match="row index out of range"):
+        rows[np.array([500])]
+    mapped = NpyRows(tmp_path / "a.npy", mmap=True)
+    np.testing.assert_array_equal(mapped[np.array([4, 1])], a[[4, 1]])

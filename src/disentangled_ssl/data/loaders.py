@@ -27,7 +27,14 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    Sampler,
+    TensorDataset,
+)
 
 from disentangled_ssl._errors import DSSLError
 
@@ -225,6 +232,9 @@ class _BatchedFetch(Dataset):
         self.dataset = dataset
 
     def __getitem__(self, index: list[int]) -> tuple[Tensor, ...]:
+        if isinstance(self.dataset, TensorDataset):
+            rows = torch.as_tensor(index, dtype=torch.long)
+            return tuple(t.index_select(0, rows) for t in self.dataset.tensors)
         return tuple(self.dataset.get_batch(np.asarray(index, dtype=np.int64)))  # type: ignore
 
     def __len__(self) -> int:
@@ -282,7 +292,7 @@ def dataset_loader(dataset: Dataset, batch_size: int, *, seed: int, shuffle: boo
         raise DSSLError(f"the dataset has {n} rows, fewer than batch_size={batch_size}; set "
                         f"batch_size <= {n}")
     sampler = EpochSampler(n, seed, shuffle=shuffle)
-    if callable(getattr(dataset, "get_batch", None)):
+    if callable(getattr(dataset, "get_batch", None)) or isinstance(dataset, TensorDataset):
         batches = BatchSampler(sampler, batch_size, drop_last=drop_last)
         loader = DataLoader(_BatchedFetch(dataset), sampler=batches, batch_size=None, **extra)
     else:

@@ -65,6 +65,7 @@ from disentangled_ssl.nn.modalities import (
     Tokens,
     Vector,
     check_modalities_param,
+    modality_specs,
     resolve_modalities,
 )
 from disentangled_ssl.nn.model import MultimodalModel
@@ -525,7 +526,7 @@ class DisentangledSSL(BaseEstimator):
             if len(first) < 2:
                 raise DSSLError(f"{inputs.source} yields batches of {len(first)} modality; "
                                 "yield a tuple of at least two, e.g. (x1, x2)")
-            for spec, name in zip(self._modality_specs(len(first)), names):
+            for spec, name in zip(modality_specs(self.modalities, len(first)), names):
                 if (spec == "tokens" or (isinstance(spec, Tokens) and spec.vocab_size is None)):
                     raise DSSLError(
                         f"{name} is declared 'tokens' but a data loader does not show its "
@@ -544,11 +545,6 @@ class DisentangledSSL(BaseEstimator):
                     fit_scaler_streaming(self.model_, self._batches(inputs), self.modalities_)
         self.history_: dict[str, list[dict[str, float]]] = {}
         return inputs
-
-    def _modality_specs(self, n: int) -> list[object]:
-        from disentangled_ssl.nn.modalities import modality_specs
-
-        return modality_specs(self.modalities, n)
 
     def _continue(self, name: str, inputs: Inputs) -> Inputs:
         """Fresh modules for a later stage on the fitted model (seeded from the stage)."""
