@@ -72,7 +72,7 @@ def _child(kind: str, options: dict) -> dict:
         if group is not None:
             result["cgroup_limit_mb"] = options["memory_limit_mb"]
             result["cgroup_peak_mb"] = int((group / "memory.max_usage_in_bytes").read_text()) >> 20
-            result["cgroup_oom_kills"] = int((group / "memory.failcnt").read_text())
+            result["cgroup_limit_hits"] = int((group / "memory.failcnt").read_text())
         return result
     finally:
         if group is not None:

@@ -31,3 +31,14 @@ def x86_cpu(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
 
     return fake
+
+
+@pytest.fixture()
+def one_thread():
+    """One intra-op thread for the test (restored after it): small Transformers and CNNs are
+    as fast on 2 cores with one thread, and do not collapse when another process holds a core
+    (two OpenMP threads were measured 10-100x slower then)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

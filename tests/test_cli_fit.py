@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from disentangled_ssl import DisentangledSSL
 from disentangled_ssl.cli import build_parser, main
@@ -217,16 +216,6 @@ def sequence_files(tmp_path_factory) -> tuple[Path, Path]:
 
 
 KIND_TINY = [a if a != "32" else "64" for a in TINY]  # batch 64
-
-
-@pytest.fixture()
-def one_thread():
-    """Small Transformers and CNNs: one intra-op thread is as fast on 2 cores and does not
-    collapse when another process shares them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_fit_and_transform_sequence_files(sequence_files, tmp_path, capsys, one_thread):

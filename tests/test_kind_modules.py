@@ -18,14 +18,9 @@ SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_feedforward": 32}
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Seed, and run single-threaded: these modules are tiny, and two OpenMP threads on a
-    shared 2-core machine can be 10-100x slower than one when another process holds a core."""
+def _seed_and_one_thread(one_thread):
+    """Seed, and run single-threaded (conftest's ``one_thread``): these modules are tiny."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _masked_batch(lengths: list[int], steps: int, features: int) -> torch.Tensor:

@@ -16,15 +16,7 @@ from disentangled_ssl.data.toy import make_image_captions, make_sequence_pair
 from disentangled_ssl.evaluation import linear_probe
 from disentangled_ssl.nn.modalities import Image, Sequence, Tokens, Vector
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small Transformers and CNNs: one intra-op thread is as fast on 2 cores and does not
-    collapse when another process shares them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small CNNs and Transformers
 
 
 FAST = dict(batch_size=128, shared_dim=16, specific_dim=16, hidden_dim=64, lr=1e-3,

@@ -205,31 +205,29 @@ DisentangledSSL(**dict(SMALL, shared_epochs=3, specific_epochs=3, num_workers=1)
 """
 
 
-def test_sigkill_with_a_worker_dataset_then_resume_is_bit_identical(tmp_path, data):
-    torch.set_num_threads(1)
-    try:
-        params = dict(SMALL, shared_epochs=3, specific_epochs=3, num_workers=1)
-        reference = DisentangledSSL(**params).fit(NoisyRows(data.x1, data.x2))
-        folder = tmp_path / "run"
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        proc = subprocess.Popen([sys.executable, "-c", _KILLED_FIT, str(folder),
-                                 os.path.dirname(__file__)], env=env,
-                                stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        target = ckpt.checkpoint_path(folder)
-        while not target.exists() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate()
-        assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
-        survivor = ckpt.load_checkpoint(target)
-        resumed = DisentangledSSL(**params, checkpoint_dir=str(folder)).fit(
-            NoisyRows(data.x1, data.x2), resume=True)
-        assert _same_weights(resumed, reference), f"killed after {survivor.stage} " \
-            f"epoch {survivor.epoch + 1}"
-    finally:
-        torch.set_num_threads(2)
+def test_sigkill_with_a_worker_dataset_then_resume_is_bit_identical(tmp_path, data,
+                                                                   one_thread):
+    """One thread here, as in the killed subprocess (OMP_NUM_THREADS=1): bit-identity."""
+    params = dict(SMALL, shared_epochs=3, specific_epochs=3, num_workers=1)
+    reference = DisentangledSSL(**params).fit(NoisyRows(data.x1, data.x2))
+    folder = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_FIT, str(folder),
+                             os.path.dirname(__file__)], env=env,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    target = ckpt.checkpoint_path(folder)
+    while not target.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    survivor = ckpt.load_checkpoint(target)
+    resumed = DisentangledSSL(**params, checkpoint_dir=str(folder)).fit(
+        NoisyRows(data.x1, data.x2), resume=True)
+    assert _same_weights(resumed, reference), f"killed after {survivor.stage} " \
+        f"epoch {survivor.epoch + 1}"
 
 
 # ------------------------------------------------------------------------------ validation

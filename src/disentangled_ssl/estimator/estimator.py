@@ -180,7 +180,7 @@ class DisentangledSSL(BaseEstimator):
         num_workers: worker processes of the loader built for a ``Dataset`` input.
         log_dir: if set, every epoch appends the loss terms of every stage to
             ``<log_dir>/history.csv`` (and to TensorBoard event files there when tensorboard
-            is installed).
+            is installed). Without it, a run with ``checkpoint_dir`` writes the CSV there.
 
     Attributes (after fit):
         model_: the :class:`~disentangled_ssl.models.MultimodalModel`.
@@ -694,9 +694,12 @@ class DisentangledSSL(BaseEstimator):
     # ------------------------------------------------------------------ training
     def _train(self, prepared: PreparedStage, resume: LoopState | None = None) -> None:
         """Train a prepared stage through the one loop into ``history_`` (checkpointed after
-        every epoch when ``checkpoint_dir`` is set; logged when ``log_dir`` is set)."""
-        logger = (EpochLogger(self.log_dir, prepared.stage.name, self.history_)
-                  if self.log_dir is not None else None)
+        every epoch when ``checkpoint_dir`` is set; logged to ``log_dir``, else to
+        ``checkpoint_dir``, when either is set)."""
+        folder = self.log_dir if self.log_dir is not None else self.checkpoint_dir
+        logger = (EpochLogger(folder, prepared.stage.name, self.history_,
+                              tensorboard=self.log_dir is not None)
+                  if folder is not None else None)
         try:
             train_with_checkpoints(self, prepared, resume, logger)
         finally:
