@@ -20,9 +20,10 @@ Three measurements, each in a fresh subprocess (so that peak RSS is the run's ow
   step 2, batch 256) at a stated size: vectors (20 000 × 100, the paper's MLP), sequences
   (2048 × 50 steps × 20 features), images (2048 × 3 × 32 × 32), tokens (2048 × 32 ids of a
   5000-word vocabulary), each paired with a 100-feature vector modality.
-* ``stream``: ``fit(SyntheticStream(n_rows=1_000_000))`` (the paper's generator drawn batch by
-  batch) for one epoch of step 1, against the in-memory path on 20 000 materialised rows trained
-  for the same number of steps; shared-code linear-probe accuracy on yc (the shared label) on
+* ``stream``: ``fit(DataLoader(SyntheticStream(n_rows=1_000_000), batch_size=None,
+  num_workers=--num-workers))`` (the paper's generator drawn batch by batch) for one epoch of
+  step 1, against the in-memory path on 20 000 materialised rows trained for the same number
+  of steps; shared-code linear-probe accuracy on yc (the shared label) on
   held-out rows, and the peak RSS of each run, next to what materialising the rows would take.
 
 Usage::
@@ -187,6 +188,7 @@ def _run_kinds(o: dict) -> dict:
 
 def _run_stream(o: dict) -> dict:
     import torch
+    from torch.utils.data import DataLoader
 
     from disentangled_ssl import DisentangledSSL
     from disentangled_ssl.data.synthetic import SyntheticStream
@@ -198,8 +200,9 @@ def _run_stream(o: dict) -> dict:
     train, test = stream.sample(20000, seed=101), stream.sample(5000, seed=202)
     params = dict(specific_epochs=0, random_state=0, verbose=False, device="cpu")
     tic = time.perf_counter()
-    if o["source"] == "stream":
-        est = DisentangledSSL(shared_epochs=1, **params).fit(stream)
+    if o["source"] == "stream":  # a DataLoader over batches generated on the fly
+        loader = DataLoader(stream, batch_size=None, num_workers=o["num_workers"])
+        est = DisentangledSSL(shared_epochs=1, **params).fit(loader)
     else:
         epochs = max(1, round(steps / (len(train) // 256)))
         est = DisentangledSSL(shared_epochs=epochs, **params).fit([train.x1, train.x2])
@@ -289,8 +292,9 @@ def main() -> None:
                       f"{t['shared']}, step 2 {t['specific']}")
 
     if "stream" in only:
-        runs = [_child("stream", {"source": s, "rows": args.stream_rows,
-                                  "threads": args.threads}) for s in ("stream", "arrays")]
+        runs = [_child("stream", {"source": s, "rows": args.stream_rows, "threads": args.threads,
+                                  "num_workers": args.num_workers})
+                for s in ("stream", "arrays")]
         result["stream"] = {"runs": runs,
                             "materialised_mb": round(args.stream_rows * 200 * 4 / 2**20)}
         for r in runs:

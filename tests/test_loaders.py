@@ -291,3 +291,27 @@ def test_tokens_from_a_loader_need_the_vocabulary(data):
                                         r"its vocabulary"):
         DisentangledSSL(**dict(SMALL, modalities=("tokens", "vector"))).fit(
             DataLoader(ds, batch_size=64))
+
+
+def test_log_dir_writes_tensorboard_scalars_when_installed(tmp_path, data):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    DisentangledSSL(**dict(SMALL, log_dir=str(tmp_path))).fit([data.x1, data.x2])
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"shared/loss", "shared/infonce", "specific/loss"} <= set(scalars)
+    assert [e.step for e in events.Scalars("shared/loss")] == [1, 2]
+
+
+def test_a_dataloader_over_a_stream_of_batches_with_workers():
+    """DataLoader(stream, batch_size=None, num_workers=2): the workers split the batches (none
+    repeated) and an epoch is the stream's batches."""
+    stream = SyntheticStream(n_rows=256 * 6, batch_size=256, seed=0, shared_dim=4,
+                             private_dim=4, x_dim=8)
+    loader = DataLoader(stream, batch_size=None, num_workers=2)
+    sums = sorted(float(b[0].sum()) for b in loader)
+    assert sums == sorted(float(b[0].sum()) for b in stream) and len(set(sums)) == 6
+    est = DisentangledSSL(**dict(SMALL, specific_epochs=0)).fit(loader)
+    assert len(est.history_["shared"]) == 2

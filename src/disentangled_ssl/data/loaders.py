@@ -271,7 +271,8 @@ def dataset_loader(dataset: Dataset, batch_size: int, *, seed: int, shuffle: boo
     ``(seed, e)``) in batches of ``batch_size`` (``drop_last`` drops the last incomplete one, as
     the in-memory path does); a dataset with ``get_batch(index)`` is read one batch per call.
     Worker seeds come from a generator reseeded from ``(seed, e)``. An ``IterableDataset`` is
-    batched in its own order (it shuffles itself, if at all).
+    batched in its own order (it shuffles itself, if at all); one with ``yields_batches = True``
+    (e.g. :class:`~disentangled_ssl.data.synthetic.SyntheticStream`) is passed through.
     """
     generator = torch.Generator().manual_seed(epoch_seed(seed, 0, "workers"))
     extra: dict[str, object] = {"num_workers": int(num_workers), "pin_memory": bool(pin_memory),
@@ -281,7 +282,10 @@ def dataset_loader(dataset: Dataset, batch_size: int, *, seed: int, shuffle: boo
         if prefetch_factor is not None:
             extra["prefetch_factor"] = int(prefetch_factor)
     if isinstance(dataset, IterableDataset):
-        loader = DataLoader(dataset, batch_size=batch_size, drop_last=drop_last, **extra)
+        # A dataset whose items are whole batches (``yields_batches``) is not batched again.
+        batching = ({"batch_size": None} if getattr(dataset, "yields_batches", False)
+                    else {"batch_size": batch_size, "drop_last": drop_last})
+        loader = DataLoader(dataset, **batching, **extra)
         return _EpochLoader(loader, seed, None)
     try:
         n = len(dataset)  # type: ignore[arg-type]

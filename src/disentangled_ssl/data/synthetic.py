@@ -166,15 +166,17 @@ def make_synthetic(
     )
 
 
-class SyntheticStream:
+class SyntheticStream(torch.utils.data.IterableDataset):
     """The paper's generator drawn batch by batch, for data that never sits in memory.
 
     Fixed mixing matrices T1, T2 (drawn from ``seed``) and label networks (seeded 0, 1, 2, as
-    in :func:`make_synthetic`); each epoch draws ``n_rows`` fresh latents in batches of
-    ``batch_size`` from ``(seed, epoch)`` (call :meth:`set_epoch`, as the estimator's loop
-    does), so an epoch's batches are reproducible and memory holds one batch. Iterating
-    yields ``(x1, x2)`` float32 tensor batches; pass the stream itself to ``fit``. The labels'
-    thresholds are the medians of a 100 000-row calibration draw, so :meth:`sample` gives
+    in :func:`make_synthetic`); batch k of epoch e is drawn from ``(seed, e, k)`` (call
+    :meth:`set_epoch`, as the estimator's loop does), so every batch is reproducible, memory
+    holds one batch, and worker processes split the batches between them (worker w of W draws
+    batches w, w + W, ...) without repeating any. Iterating yields ``(x1, x2)`` float32 tensor
+    batches of ``batch_size`` rows: pass the stream itself to ``fit``, or a
+    ``DataLoader(stream, batch_size=None, num_workers=...)``. The labels (noise-free) are
+    thresholded at the medians of a 100 000-row calibration draw, so :meth:`sample` gives
     balanced labels for probes.
 
     Example:
@@ -182,6 +184,9 @@ class SyntheticStream:
         >>> len(stream), [tuple(x.shape) for x in next(iter(stream))]
         (4, [(256, 100), (256, 100)])
     """
+
+    #: Items are whole batches (a DataLoader over it needs ``batch_size=None``).
+    yields_batches = True
 
     def __init__(self, n_rows: int = 1_000_000, batch_size: int = 256, seed: int = 0,
                  shared_dim: int = 50, private_dim: int = 50, x_dim: int = 100,
@@ -219,8 +224,11 @@ class SyntheticStream:
         return torch.cat([z1, zs], 1) @ self.t1, torch.cat([z2, zs], 1) @ self.t2
 
     def __iter__(self):  # noqa: ANN204 - a generator of batch tuples
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        for _ in range(len(self)):
+        info = torch.utils.data.get_worker_info()
+        first, stride = (info.id, info.num_workers) if info is not None else (0, 1)
+        for k in range(first, len(self), stride):
+            g = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([self.seed, self.epoch, k]).generate_state(1)[0]))
             yield self._views(*self._latents(self.batch_size, g))
 
     def sample(self, n: int, seed: int) -> PairedData:

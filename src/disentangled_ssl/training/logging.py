@@ -27,7 +27,8 @@ class EpochLogger:
     """``on_epoch_end`` callback writing ``history.csv`` (and TensorBoard scalars).
 
     Args:
-        log_dir: the folder (created).
+        log_dir: the folder (created when the first epoch ends, so that a run refused
+            before it leaves nothing behind).
         stage: the stage being trained.
         finished: histories of the stages trained before it (kept at the top of the CSV).
         tensorboard: write event files when ``torch.utils.tensorboard`` can be imported
@@ -38,24 +39,28 @@ class EpochLogger:
                  finished: Mapping[str, list[dict[str, float]]] | None = None,
                  tensorboard: bool = True) -> None:
         self.folder = Path(log_dir)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.stage = stage
         self.finished = {k: list(v) for k, v in (finished or {}).items() if k != stage}
-        self._writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard not installed: the CSV only
-                SummaryWriter = None  # noqa: N806
-            if SummaryWriter is not None:
-                self._writer = SummaryWriter(log_dir=str(self.folder))
+        self._tensorboard = tensorboard
+        self._writer = None  # created with the folder at the first epoch's end
         self._logged = 0
+
+    def _open_tensorboard(self) -> None:
+        self._tensorboard = False
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: the CSV only
+            return
+        self._writer = SummaryWriter(log_dir=str(self.folder))
 
     @property
     def path(self) -> Path:
         return self.folder / CSV_NAME
 
     def __call__(self, state: LoopState) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self._tensorboard:
+            self._open_tensorboard()
         rows = [{"stage": name, "epoch": k + 1, **record}
                 for name, history in {**self.finished, self.stage: state.history}.items()
                 for k, record in enumerate(history)]
