@@ -258,8 +258,10 @@ class ImageAugment(nn.Module):
     ``F.affine_grid`` + ``F.grid_sample`` call — then colour jitter: brightness, contrast and
     saturation factors drawn in ``[1 - s, 1 + s]``, applied in that order (torchvision
     shuffles the order); saturation only for 3-channel images, contrast around the mean
-    (luma for RGB) of each image. With ``clamp`` the jittered values are clipped to [0, 1]
-    after every jitter step, as torchvision does for float images.
+    (luma for RGB) of each image. With ``clamp`` the jittered values are clipped after every
+    jitter step to [0, 1] widened to the input batch's range (torchvision clips float images
+    to [0, 1]; this does the same for images in [0, 1] and leaves 0..255-, 0..16- or
+    standardised images their range instead of flattening them).
 
     Why not ``torchvision.transforms.v2``: applied to a batched tensor, v2 draws ONE set of
     random parameters for the whole batch, so every image of the batch gets the same crop
@@ -274,7 +276,7 @@ class ImageAugment(nn.Module):
             (1, 1) disables cropping.
         flip_p: probability of the horizontal flip.
         brightness, contrast, saturation: jitter strengths s in [0, 1] (0 disables).
-        clamp: clip jittered values to [0, 1] (turn off for standardised images).
+        clamp: clip jittered values to [0, 1] widened to the input batch's range.
         enabled: False makes ``forward`` the identity.
     """
 
@@ -313,8 +315,8 @@ class ImageAugment(nn.Module):
             return (self._LUMA[0] * r + self._LUMA[1] * g + self._LUMA[2] * b).unsqueeze(1)
         return x.mean(dim=1, keepdim=True)
 
-    def _clip(self, x: Tensor) -> Tensor:
-        return x.clamp(0.0, 1.0) if self.clamp else x
+    def _clip(self, x: Tensor, low: Tensor, high: Tensor) -> Tensor:
+        return torch.minimum(torch.maximum(x, low), high) if self.clamp else x
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.enabled:
@@ -348,15 +350,17 @@ class ImageAugment(nn.Module):
         theta[:, 1, 2] = ty
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # [0, 1] widened to the data's range (0-d tensors: no host sync).
+        low, high = x.amin().clamp(max=0.0), x.amax().clamp(min=1.0)
         if self.brightness > 0:
-            out = self._clip(out * self._factor(self.brightness, batch, out))
+            out = self._clip(out * self._factor(self.brightness, batch, out), low, high)
         if self.contrast > 0:
             mean = self._gray(out).mean(dim=(1, 2, 3), keepdim=True)
             c = self._factor(self.contrast, batch, out)
-            out = self._clip(c * out + (1.0 - c) * mean)
+            out = self._clip(c * out + (1.0 - c) * mean, low, high)
         if self.saturation > 0 and out.shape[1] == 3:
             s = self._factor(self.saturation, batch, out)
-            out = self._clip(s * out + (1.0 - s) * self._gray(out))
+            out = self._clip(s * out + (1.0 - s) * self._gray(out), low, high)
         return out
 
 
