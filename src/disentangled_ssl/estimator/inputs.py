@@ -108,6 +108,11 @@ def read_inputs(views: tuple[object, ...], *, batch_size: int, seed: int, num_wo
                                     drop_last=drop_last, num_workers=num_workers,
                                     pin_memory=pin_memory)
             return Inputs(loader=loader, source=f"the {type(data).__name__}", dataset=data)
+        if iter(data) is data:  # checked before a first batch is drawn from it
+            raise DSSLError(
+                f"the {type(data).__name__} is an iterator, which can be read only once; pass a "
+                "re-iterable (a DataLoader, or an object whose __iter__ starts a new pass) so "
+                "that every epoch sees the data")
         return Inputs(loader=data, source=f"the {type(data).__name__}")
     if len(views) < 2:
         raise DSSLError(f"need at least two modalities, got {len(views)}")
