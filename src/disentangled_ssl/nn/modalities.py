@@ -87,8 +87,17 @@ class Modality:
         raise NotImplementedError
 
     # ---- modules
-    def shared_encoder(self, out_dim: int, sizes: EncoderSizes) -> nn.Module:
+    def _encoder(self, out_dim: int) -> nn.Module:
+        """The kind's default network (B, ...) -> (B, out_dim)."""
         raise NotImplementedError
+
+    @property
+    def _feature_width(self) -> int:
+        """The width of the backbone features the specific encoder's head reads."""
+        raise NotImplementedError
+
+    def shared_encoder(self, out_dim: int, sizes: EncoderSizes) -> nn.Module:
+        return self._encoder(out_dim)
 
     def specific_encoder(self, out_dim: int, shared_dim: int | None, sizes: EncoderSizes
                          ) -> nn.Module:
@@ -101,7 +110,7 @@ class Modality:
 
     def backbone(self, sizes: EncoderSizes) -> tuple[nn.Module, int]:
         """A feature extractor (B, ...) -> (B, features) and its width."""
-        raise NotImplementedError
+        return self._encoder(self._feature_width), self._feature_width
 
     def augmentation(self, noise_std: float, drop_fraction: float) -> nn.Module:
         raise NotImplementedError
@@ -255,11 +264,9 @@ class Sequence(Modality):
                                n_heads=self.n_heads, n_layers=self.n_layers,
                                max_len=self.max_len, masked=self.masked)
 
-    def shared_encoder(self, out_dim: int, sizes: EncoderSizes) -> nn.Module:
-        return self._encoder(out_dim)
-
-    def backbone(self, sizes: EncoderSizes) -> tuple[nn.Module, int]:
-        return self._encoder(self.d_model), self.d_model
+    @property
+    def _feature_width(self) -> int:
+        return self.d_model
 
     def augmentation(self, noise_std: float, drop_fraction: float) -> nn.Module:
         return SequenceAugment(masked=self.masked)
@@ -307,11 +314,9 @@ class Image(Modality):
     def _encoder(self, out_dim: int) -> ImageEncoder:
         return ImageEncoder(int(self.channels or 0), out_dim, width=self.cnn_width)
 
-    def shared_encoder(self, out_dim: int, sizes: EncoderSizes) -> nn.Module:
-        return self._encoder(out_dim)
-
-    def backbone(self, sizes: EncoderSizes) -> tuple[nn.Module, int]:
-        return self._encoder(4 * self.cnn_width), 4 * self.cnn_width
+    @property
+    def _feature_width(self) -> int:
+        return 4 * self.cnn_width
 
     def augmentation(self, noise_std: float, drop_fraction: float) -> nn.Module:
         return ImageAugment()
@@ -379,11 +384,9 @@ class Tokens(Modality):
                             d_model=self.d_model, n_heads=self.n_heads,
                             n_layers=self.n_layers, max_len=self.max_len)
 
-    def shared_encoder(self, out_dim: int, sizes: EncoderSizes) -> nn.Module:
-        return self._encoder(out_dim)
-
-    def backbone(self, sizes: EncoderSizes) -> tuple[nn.Module, int]:
-        return self._encoder(self.d_model), self.d_model
+    @property
+    def _feature_width(self) -> int:
+        return self.d_model
 
     def augmentation(self, noise_std: float, drop_fraction: float) -> nn.Module:
         return TokenAugment(pad_id=self.pad_id)
