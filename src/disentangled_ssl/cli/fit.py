@@ -173,6 +173,8 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     check_out(args.out, args.overwrite)
     est = DisentangledSSL.load(args.model, device=args.device)
     data = read_inputs(args)
+    if Path(args.out).suffix.lower() in (".h5ad", ".h5mu"):
+        return _transform_into_obsm(args, est, data)
     emb = est.transform(data.x1, data.x2).as_dict()
     if hasattr(data, "views"):  # --x1/--x2 tables: keep the IDs and label columns with the rows
         if data.ids is not None:
@@ -180,6 +182,30 @@ def _cmd_transform(args: argparse.Namespace) -> int:
         emb.update({k: v for k, v in data.labels.items() if k not in emb})
     save_npz(args.out, emb, overwrite=args.overwrite)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in emb.items()))
+    return 0
+
+
+def _transform_into_obsm(args: argparse.Namespace, est: Any, data: Any) -> int:
+    """``dssl transform --out cells.h5mu`` (or ``.h5ad``): the embeddings as ``obsm`` entries
+    of a copy of the input file (``X_dssl_shared``, ``X_dssl_shared_<modality>``,
+    ``X_dssl_specific_<modality>``), rows matched on ``obs_names``."""
+    from disentangled_ssl.data.anndata_io import write_obsm_copy
+    from disentangled_ssl.data.readers import _split_spec
+
+    source, _ = _split_spec(args.x1) if args.x1 else (Path(args.data or ""), None)
+    if source.suffix.lower() != Path(args.out).suffix.lower():
+        raise DSSLError(f"--out {args.out} writes into a copy of the input; the input --x1 "
+                        f"must be a {Path(args.out).suffix} file too (got {source})")
+    if getattr(data, "ids", None) is None:
+        raise DSSLError("writing into obsm needs the cells' IDs: pass --id-column obs_names")
+    emb = est.transform(*data.views)
+    arrays = {"X_dssl_shared": emb.shared}
+    for i, name in enumerate(data.view_names):
+        arrays[f"X_dssl_shared_{name}"] = emb.shared_list[i]
+        if emb.specific_list:
+            arrays[f"X_dssl_specific_{name}"] = emb.specific_list[i]
+    path = write_obsm_copy(source, args.out, data.ids, arrays, overwrite=args.overwrite)
+    print(f"wrote {path}: obsm " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
     return 0
 
 
@@ -267,7 +293,8 @@ def _register_transform(sub: Any) -> None:
     p = sub.add_parser("transform", help="embed paired arrays with a saved model")
     p.add_argument("--model", required=True, help="model folder written by `dssl fit`")
     add_inputs(p)
-    add_out(p, "output .npz (shared1, shared2, specific1, ...)")
+    add_out(p, "output .npz (shared1, shared2, specific1, ...), or .h5mu/.h5ad: a copy of the "
+            "--x1 file with the embeddings in obsm (X_dssl_shared, X_dssl_specific_<modality>)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_transform)
 

@@ -37,6 +37,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,9 +183,9 @@ class MultimodalData:
 # helpers
 # ---------------------------------------------------------------------------------------------
 def _split_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
-    """``file.npz:key`` / ``file.h5ad:obsm/X_pca`` -> (path, key)."""
+    """``file.npz:key`` / ``file.h5ad:obsm/X_pca`` / ``cells.h5mu:rna`` -> (path, key)."""
     text = str(spec)
-    for suffix in (".npz:", ".h5ad:"):
+    for suffix in (".npz:", ".h5ad:", ".h5mu:"):
         if suffix in text:
             path, key = text.split(suffix, 1)
             return Path(path + suffix[:-1]), key
@@ -397,6 +398,69 @@ def _read_h5ad(path: Path, key: str | None, id_column: str | None,
         adata = anndata.read_h5ad(path)
     except Exception as exc:  # h5py/anndata raise many types on corrupt files
         raise DSSLError(f"{path} is not a readable AnnData .h5ad file ({exc})") from exc
+    return _anndata_table(adata, path, key, source, id_column, label_columns, missing_ok)
+
+
+def read_h5_elem(group: Any) -> Any:
+    """anndata's reader of one stored element (``anndata.io`` since 0.11)."""
+    import anndata
+
+    reader = getattr(getattr(anndata, "io", None), "read_elem", None)
+    if reader is None:
+        from anndata.experimental import read_elem as reader  # type: ignore[no-redef]
+    return reader(group)
+
+
+def h5mu_modalities(path: Path) -> list[str]:
+    """The modality names of a MuData ``.h5mu`` file (its ``/mod`` groups)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "mod" not in f:
+                raise DSSLError(f"{path} is not a MuData .h5mu file (no /mod group)")
+            return [str(k) for k in f["mod"]]
+    except OSError as exc:
+        raise DSSLError(f"{path} is not a readable MuData .h5mu file ({exc})") from exc
+
+
+def _read_h5mu(path: Path, key: str | None, id_column: str | None,
+               label_columns: Sequence[str], missing_ok: bool) -> Table:
+    """One modality of a MuData file: ``cells.h5mu:rna`` (its X), ``cells.h5mu:rna/layers/NAME``
+    or ``cells.h5mu:rna/obsm/NAME``; IDs are its ``obs_names`` (or an obs column); labels are
+    obs columns of the modality, else of the file's global obs."""
+    try:
+        import anndata  # noqa: F401
+        import h5py
+    except ImportError as exc:
+        raise DSSLError(f"reading {path} needs anndata: pip install 'disentangled-ssl[data]'"
+                        ) from exc
+    names = h5mu_modalities(path)
+    if not key:
+        raise DSSLError(f"{path} is a MuData file: name the modality as {path}:NAME (its "
+                        f"modalities: {', '.join(names)})")
+    modality, _, rest = key.partition("/")
+    if modality not in names:
+        raise DSSLError(f"{path} has no modality {modality!r}; its modalities are "
+                        f"{', '.join(names)}")
+    try:
+        with h5py.File(path, "r") as f:
+            adata = read_h5_elem(f["mod"][modality])
+            shared_obs = read_h5_elem(f["obs"]) if "obs" in f else None
+    except Exception as exc:  # h5py/anndata raise many types on corrupt files
+        raise DSSLError(f"{path}:{modality} is not a readable AnnData modality ({exc})") from exc
+    if shared_obs is not None:  # global obs columns the modality lacks, on its rows
+        extra = [c for c in shared_obs.columns if c not in adata.obs.columns]
+        if extra:
+            adata.obs = adata.obs.join(shared_obs[extra].reindex(adata.obs_names))
+    return _anndata_table(adata, path, rest or None, f"{path}:{key}",
+                          id_column if id_column is not None else "obs_names", label_columns,
+                          missing_ok)
+
+
+def _anndata_table(adata: Any, path: Path, key: str | None, source: str, id_column: str | None,
+                   label_columns: Sequence[str], missing_ok: bool) -> Table:
+    """The :class:`Table` of an AnnData: X, a layer or an obsm matrix; obs IDs and labels."""
     if key is None or key == "X":
         matrix, names = adata.X, [str(v) for v in adata.var_names]
     else:
@@ -509,8 +573,9 @@ def read_table(
         raise DSSLError(f"{path} is empty (0 bytes)")
     suffix = path.suffix.lower()
     source = str(path)
-    if suffix == ".h5ad":
-        table = _read_h5ad(path, key, id_column, label_columns, missing_labels_ok)
+    if suffix in (".h5ad", ".h5mu"):
+        read = _read_h5ad if suffix == ".h5ad" else _read_h5mu
+        table = read(path, key, id_column, label_columns, missing_labels_ok)
         table.features = _check_features(table.features, table.feature_names, table.source,
                                          check_constant=check_constant)
         return table
@@ -608,10 +673,12 @@ def read_multimodal(
     """Read M >= 2 aligned tables (one per modality) and pair their rows.
 
     Args:
-        specs: one file per modality (see :func:`read_table` for the formats).
+        specs: one file per modality (see :func:`read_table` for the formats), e.g. the
+            modalities of one MuData file: ``["cells.h5mu:rna", "cells.h5mu:prot"]``.
         id_column: ID column name shared by all files, or one name per file. With IDs, rows are
             joined on them and put in the first file's order; without, files are paired row
-            by row and must have the same number of rows.
+            by row and must have the same number of rows. MuData modalities are joined on
+            ``obs_names`` unless told otherwise.
         label_columns: label columns, each found in at least one file (if in several, their
             values must agree after the join).
         join: "exact" (every ID must be in every file) or "inner" (keep the IDs common to all
@@ -631,6 +698,8 @@ def read_multimodal(
         raise DSSLError(f"need at least two files (one per modality), got {len(specs)}")
     if join not in ("exact", "inner"):
         raise DSSLError(f"join must be 'exact' or 'inner', got {join!r}")
+    if id_column is None and all(_split_spec(s)[0].suffix.lower() == ".h5mu" for s in specs):
+        id_column = "obs_names"  # MuData modalities are joined on their cells
     id_columns = (list(id_column) if isinstance(id_column, (list, tuple))
                   else [id_column] * len(specs))
     if len(id_columns) != len(specs):
@@ -692,8 +761,16 @@ def read_multimodal(
     views = [t.features[index] for t, index in zip(tables, order)]
     if batch_size is not None:
         check_batch_size(len(views[0]), batch_size, sources)
-    return MultimodalData(views, labels, ids, [Path(_split_spec(s)[0]).stem for s in specs],
+    return MultimodalData(views, labels, ids, [_view_name(s) for s in specs],
                           [t.feature_names for t in tables])
+
+
+def _view_name(spec: str | os.PathLike[str]) -> str:
+    """A file's view name: its stem, or for ``cells.h5mu:rna`` the modality (``rna``)."""
+    path, key = _split_spec(spec)
+    if path.suffix.lower() == ".h5mu" and key:
+        return key.partition("/")[0]
+    return path.stem
 
 
 # ---------------------------------------------------------------------------------------------
