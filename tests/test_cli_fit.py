@@ -192,7 +192,7 @@ def test_modalities_flag_parses_to_the_estimator_parameter(text, expected):
 @pytest.mark.parametrize(("text", "message"), [
     ("bogus", "--modalities: unknown kind 'bogus'; the kinds are auto, vector, sequence, image, "
      "tokens"),
-    (",", "--modalities needs at least one kind, e.g. --modalities image,tokens"),
+    (",", "--modalities needs at least one kind, e.g. image,tokens"),
 ])
 def test_an_unknown_modality_kind_exits_2_with_one_line(data_npz, tmp_path, capsys, text,
                                                         message):
@@ -408,3 +408,23 @@ def test_toml_without_tomllib_or_tomli_says_what_to_install(tmp_path, capsys, mo
     assert _one_line_error(capsys) == (
         f"dssl: error: reading {path} needs Python >= 3.11 or `pip install tomli`; or write "
         "the config as .json")
+
+
+def test_modalities_from_a_config_file(sequence_files, tmp_path, capsys, one_thread):
+    """``modalities = ["sequence", "vector"]`` in a .toml config file, as the flag does; a bad
+    kind names the config key."""
+    seq, vec = (str(p) for p in sequence_files)
+    config = tmp_path / "run.toml"
+    config.write_text('modalities = ["sequence", "vector"]\nshared_epochs = 1\n')
+    assert main(["fit", "--x1", seq, "--x2", vec, "--config", str(config), "--out",
+                 str(tmp_path / "m"), *KIND_TINY]) == 0
+    est = DisentangledSSL.load(tmp_path / "m", device="cpu")
+    assert [k.kind for k in est.modalities_] == ["sequence", "vector"]
+    assert list(est.modalities) == ["sequence", "vector"]
+    config.write_text('modalities = ["sequence", "audio"]\n')
+    capsys.readouterr()
+    assert main(["fit", "--x1", seq, "--x2", vec, "--config", str(config), "--out",
+                 str(tmp_path / "m2"), *KIND_TINY]) == 2
+    assert _one_line_error(capsys) == (
+        "dssl: error: config key 'modalities': unknown kind 'audio'; the kinds are auto, "
+        "vector, sequence, image, tokens")

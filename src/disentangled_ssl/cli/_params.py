@@ -194,8 +194,10 @@ def _checked_value(path: Path, param: Param, value: Any) -> Any:
 
 
 def read_config(path: str | Path, params: list[Param], *, excluded: Mapping[str, str],
-                aliases: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
-    """The parameters in a .toml or .json config file, type-checked.
+                aliases: Mapping[str, tuple[str, ...]],
+                special: Mapping[str, Callable[[Any], Any]] | None = None) -> dict[str, Any]:
+    """The parameters in a .toml or .json config file, type-checked; ``special`` keys (a
+    parameter that is not a scalar flag, e.g. ``modalities``) are parsed by their function.
 
     Raises:
         DSSLError: a missing or unparsable file, unknown keys (with close matches, a flag
@@ -208,6 +210,9 @@ def read_config(path: str | Path, params: list[Param], *, excluded: Mapping[str,
         raise DSSLError(f"{path}: expected a table of parameter names to values, got "
                         f"{type(content).__name__}")
     by_name = {p.name: p for p in params}
+    special = dict(special or {})
+    parsed = {k: special[k](v) for k, v in content.items() if k in special}
+    content = {k: v for k, v in content.items() if k not in special}
     for key in content:
         if key in excluded:
             raise DSSLError(f"{path}: {key!r} cannot be set from a config file: "
@@ -218,4 +223,4 @@ def read_config(path: str | Path, params: list[Param], *, excluded: Mapping[str,
         known.update({a.lstrip("-").replace("-", "_"): name
                       for name, flags in aliases.items() for a in flags})
         raise _unknown_keys_error(path, unknown, known)
-    return {k: _checked_value(path, by_name[k], v) for k, v in content.items()}
+    return {**{k: _checked_value(path, by_name[k], v) for k, v in content.items()}, **parsed}

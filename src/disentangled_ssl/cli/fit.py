@@ -35,8 +35,8 @@ EXCLUDED_PARAMS: dict[str, str] = {
     "shared_encoders": _MODULES_ONLY,
     "specific_encoders": _MODULES_ONLY,
     "augmentations": _MODULES_ONLY,
-    "modalities": "its own flag, --modalities KIND[,KIND...] (kind objects with options: "
-                  "from Python)",
+    "modalities": "its own flag, --modalities KIND[,KIND...], and config key (a list of "
+                  "kind names); kind objects with options: from Python",
 }
 #: Extra flags, kept from earlier versions of the command line: parameter -> flags.
 PARAM_ALIASES: dict[str, tuple[str, ...]] = {"random_state": ("--seed",)}
@@ -69,24 +69,36 @@ def resolve_params(args: argparse.Namespace) -> dict[str, Any]:
     file, then the flags given on the command line (each overriding the one before)."""
     params = fit_params()
     config = (read_config(args.config, params, excluded=EXCLUDED_PARAMS,
-                          aliases=PARAM_ALIASES) if args.config else {})
+                          aliases=PARAM_ALIASES, special={"modalities": config_modalities})
+              if args.config else {})
     resolved = {**CLI_DEFAULTS, **config, **given_params(args, params)}
     if getattr(args, "modalities", None):
         resolved["modalities"] = parse_modalities(args.modalities)
     return resolved
 
 
-def parse_modalities(text: str) -> str | tuple[str, ...]:
+def config_modalities(value: Any) -> str | tuple[str, ...]:
+    """``modalities`` in a config file: a kind name, a comma-separated list, or a list of
+    names (``modalities = ["image", "tokens"]``)."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)
+    if not isinstance(value, str):
+        raise DSSLError(f"config key 'modalities' must be a kind name or a list of them, got "
+                        f"{value!r}")
+    return parse_modalities(value, where="config key 'modalities'")
+
+
+def parse_modalities(text: str, where: str = "--modalities") -> str | tuple[str, ...]:
     """``--modalities image,tokens`` -> ("image", "tokens"); one name applies to all."""
     from disentangled_ssl.nn.modalities import KINDS
 
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     for name in names:
         if name != "auto" and name not in KINDS:
-            raise DSSLError(f"--modalities: unknown kind {name!r}; the kinds are auto, "
+            raise DSSLError(f"{where}: unknown kind {name!r}; the kinds are auto, "
                             f"{', '.join(KINDS)}")
     if not names:
-        raise DSSLError("--modalities needs at least one kind, e.g. --modalities image,tokens")
+        raise DSSLError(f"{where} needs at least one kind, e.g. image,tokens")
     return names[0] if len(names) == 1 else names
 
 
