@@ -57,12 +57,27 @@ def _write_json(out: str, result: dict) -> None:
 
 
 def _cmd_multibench(args: argparse.Namespace) -> int:
-    from disentangled_ssl.experiments.real import run_multibench
+    from disentangled_ssl._io import write_text_atomic
+    from disentangled_ssl.experiments.real import (
+        multibench_rows,
+        multibench_table,
+        run_multibench,
+    )
+    from disentangled_ssl.experiments.results import write_csv
 
     check_out(args.out, args.overwrite)
     result = run_multibench(args.file, args.dataset, _config(args),
-                            modalities=tuple(args.modalities), label_policy=args.label_policy)
+                            modalities=tuple(args.modalities), label_policy=args.label_policy,
+                            pooling=args.pooling, max_seq_len=args.max_seq_len, log=print)
     _write_json(args.out, result)
+    rows = multibench_rows(result)
+    out = Path(args.out)
+    write_csv(out.with_suffix(".csv"), rows,
+              ["dataset", "seed", "representation", "metric", "value"])
+    table = multibench_table(rows, float(result["majority"]))  # type: ignore[arg-type]
+    write_text_atomic(out.with_suffix(".md"), table)
+    print(table)
+    print(f"wrote {out.with_suffix('.csv')} (tidy) and {out.with_suffix('.md')}")
     return 0
 
 
@@ -108,6 +123,12 @@ def _register_published(group: Any) -> None:
     m.add_argument("--dataset", required=True, choices=["mosi", "mosei", "sarcasm", "humor"])
     m.add_argument("--modalities", type=names, default=["vision", "text"])
     m.add_argument("--label-policy", choices=["factorcl", "multibench"], default="factorcl")
+    m.add_argument("--max-seq-len", type=int, default=50,
+                   help="time steps kept per sequence (MultiBench's max_pad; default 50)")
+    m.add_argument("--pooling", choices=["sequence", "mean"], default="sequence",
+                   help="sequence (default): padded sequences through the sequence modality "
+                   "kind (FactorCL's Transformer widths); mean: mean-pooled vectors through "
+                   "the MLP (an ablation)")
     add_out(m, "output JSON")
     _add_training_options(m)
     m.set_defaults(func=_cmd_multibench)

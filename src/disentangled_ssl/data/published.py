@@ -158,8 +158,9 @@ def read_multibench_affect(
         modalities: which of vision/audio/text to return, in order (FactorCL: vision, text).
         max_seq_len: fixed number of time steps T.
         pooling: "mean" (average over the real, non-padded steps: (N, D) vectors for the
-            default MLP encoders), "flatten" ((N, T·D)) or "none" ((N, T, D) sequences for
-            custom encoders).
+            default MLP encoders), "flatten" ((N, T·D)), "none" ((N, T, D) zero-padded
+            sequences) or "packed" ((N, T, D + 1): the validity mask as the last channel, the
+            form of the ``Sequence(masked=True)`` modality kind).
         label_policy: see :func:`affect_labels`.
         splits: which splits to return.
 
@@ -167,8 +168,9 @@ def read_multibench_affect(
         split name -> :class:`MultimodalData` with labels ``label`` (binary) and ``score``
         (the raw label), and ``ids`` when the file has them.
     """
-    if pooling not in ("mean", "flatten", "none"):
-        raise DSSLError(f"pooling must be 'mean', 'flatten' or 'none', got {pooling!r}")
+    if pooling not in ("mean", "flatten", "none", "packed"):
+        raise DSSLError(f"pooling must be 'mean', 'flatten', 'none' or 'packed', got "
+                        f"{pooling!r}")
     bad = [m for m in modalities if m not in ("vision", "audio", "text")]
     if bad or len(modalities) < 2:
         raise DSSLError(f"modalities must be two or more of vision, audio, text; got "
@@ -219,6 +221,9 @@ def read_multibench_affect(
                 views.append((seq.sum(1) / count).astype(np.float32))
             elif pooling == "flatten":
                 views.append(seq.reshape(seq.shape[0], -1))
+            elif pooling == "packed":  # the sequence kind's padded form: mask channel last
+                views.append(np.concatenate([seq, valid[:, :, None]], axis=2).astype(
+                    np.float32))
             else:
                 views.append(seq)
         ids = np.asarray(part["id"]).reshape(n, -1)[:, 0].astype(str)[rows] if "id" in part \

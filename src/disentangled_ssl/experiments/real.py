@@ -18,7 +18,7 @@ Markdown table of mean ± std over seeds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from disentangled_ssl.evaluation.baselines import cca_retrieval, random_retrieva
 from disentangled_ssl.evaluation.probe import linear_probe
 from disentangled_ssl.evaluation.retrieval import retrieval_metrics
 from disentangled_ssl.experiments.results import seed_stats, write_csv
+from disentangled_ssl.methods import get_method
 
 #: Columns of results.csv.
 CSV_FIELDS = ("dataset", "seed", "representation", "metric", "value", "label", "n_train",
@@ -80,14 +81,16 @@ class RealBenchmarkConfig:
 
 
 def _estimator(config: RealBenchmarkConfig, seed: int, **extra: object) -> DisentangledSSL:
-    return DisentangledSSL(
+    """The benchmark's estimator; ``extra`` overrides (method, dials, modalities)."""
+    params: dict[str, object] = dict(
         beta=config.beta, lam=config.lam, shared_dim=config.shared_dim,
         specific_dim=config.specific_dim, hidden_dim=config.hidden_dim,
         shared_epochs=config.shared_epochs, specific_epochs=config.specific_epochs,
         batch_size=config.batch_size, lr=config.lr, standardize=True, random_state=seed,
         noise_std=config.noise_std, drop_fraction=config.drop_fraction,
-        device=config.device, verbose=False, **extra,  # type: ignore[arg-type]
+        device=config.device, verbose=False,
     )
+    return DisentangledSSL(**{**params, **extra})  # type: ignore[arg-type]
 
 
 def evaluate_split(train: MultimodalData, test: MultimodalData, label: str,
@@ -202,40 +205,171 @@ def run_real_benchmark(config: RealBenchmarkConfig, out: str | Path, *, overwrit
 # ---------------------------------------------------------------------------------------------
 # the paper's benchmarks, from the published files (see data/published.py)
 # ---------------------------------------------------------------------------------------------
+#: FactorCL's Transformer widths per dataset (vision, text): ``multibench_model.py``.
+FACTORCL_WIDTHS = {"mosi": (40, 600), "mosei": (40, 600), "sarcasm": (40, 40),
+                   "humor": (40, 40)}
+#: The comparison ``dssl benchmark multibench`` trains beside DisentangledSSL.
+MULTIBENCH_BASELINES = ("clip", "factorcl", "joint", "focal", "simclr")
+
+
+def multibench_kinds(dataset: str, modalities: Sequence[str]) -> tuple[object, ...]:
+    """Padded-sequence kinds with FactorCL's Transformer width per modality (vision/text;
+    others 40), one layer each."""
+    from disentangled_ssl.nn.modalities import Sequence as SequenceKind
+
+    vision, text = FACTORCL_WIDTHS.get(dataset, (40, 40))
+    widths = {"vision": vision, "text": text}
+    return tuple(SequenceKind(masked=True, d_model=widths.get(m, 40), n_layers=1, n_heads=4)
+                 for m in modalities)
+
+
+def _probes(model: DisentangledSSL, train: MultimodalData, test: MultimodalData
+            ) -> dict[str, float]:
+    """FactorCL's probe: logistic regression on the concatenated embeddings (shared; and the
+    specific codes, and both, where the method has them), test accuracy."""
+    y_tr, y_te = {"label": train.labels["label"]}, {"label": test.labels["label"]}
+    a, b = model.transform(*train.views), model.transform(*test.views)
+    out = {"shared": linear_probe(a.shared, y_tr, b.shared, y_te)["label"]}
+    if a.specific_list:
+        spec_tr, spec_te = np.hstack(a.specific_list), np.hstack(b.specific_list)
+        out["specific"] = linear_probe(spec_tr, y_tr, spec_te, y_te)["label"]
+        out["both"] = linear_probe(np.hstack([a.shared, spec_tr]), y_tr,
+                                   np.hstack([b.shared, spec_te]), y_te)["label"]
+    return out
+
+
+def _select_dials(config: RealBenchmarkConfig, seed: int, train: MultimodalData,
+                  valid: MultimodalData, kinds: object, betas: Sequence[float],
+                  lams: Sequence[float]) -> tuple[DisentangledSSL, float, float]:
+    """β by the shared-code probe on the valid split (step 1 once per β), then λ by the
+    shared + specific probe on valid (step 2 per λ on the chosen step 1); never the test
+    split. Returns the chosen model (trained on train) and its dials."""
+    best_beta: tuple[float, float, DisentangledSSL] | None = None
+    for beta in betas:
+        est = _estimator(config, seed, beta=beta, modalities=kinds).fit_shared(*train.views)
+        score = _probes_shared_only(est, train, valid)
+        if best_beta is None or score > best_beta[0]:
+            best_beta = (score, beta, est)
+    assert best_beta is not None
+    _, beta, shared_model = best_beta
+    best: tuple[float, float, DisentangledSSL] | None = None
+    for lam in lams:
+        est = shared_model.with_params(lam=lam).fit_specific(*train.views)
+        score = _probes(est, train, valid)["both"]
+        if best is None or score > best[0]:
+            best = (score, lam, est)
+    assert best is not None
+    return best[2], beta, best[1]
+
+
+def _probes_shared_only(model: DisentangledSSL, train: MultimodalData,
+                        valid: MultimodalData) -> float:
+    y_tr, y_va = {"label": train.labels["label"]}, {"label": valid.labels["label"]}
+    a, b = model.transform(*train.views), model.transform(*valid.views)
+    return linear_probe(a.shared, y_tr, b.shared, y_va)["label"]
+
+
 def run_multibench(path: str | Path, dataset: str, config: RealBenchmarkConfig, *,
                    modalities: tuple[str, ...] = ("vision", "text"),
-                   label_policy: str = "factorcl") -> dict[str, object]:
-    """MultiBench affect evaluation following FactorCL: fit on the train split (mean-pooled
-    sequences), then a logistic-regression probe of the binary label on the test split from
-    the concatenated embeddings; plus test retrieval of modality 1 -> 2. One entry per seed."""
+                   label_policy: str = "factorcl", pooling: str = "sequence",
+                   methods: Sequence[str] = MULTIBENCH_BASELINES,
+                   betas: Sequence[float] = (0.1, 1.0), lams: Sequence[float] = (0.1, 1.0),
+                   max_seq_len: int = 50, log: Callable[[str], None] = lambda _m: None
+                   ) -> dict[str, object]:
+    """MultiBench affect evaluation following FactorCL.
+
+    ``pooling="sequence"`` (default): vision and text as padded sequences through the
+    ``sequence`` modality kind (FactorCL's Transformer widths, its augmentations);
+    ``"mean"``: today's mean-pooled vectors through the MLP (an ablation). DisentangledSSL's
+    β and λ are chosen on the valid split (:func:`_select_dials`); every method is fitted on
+    the train split and probed on test (logistic regression on the concatenated embeddings,
+    FactorCL's protocol). With sequences, a mean-pooled DisentangledSSL (same dials) is
+    scored too (``ablation_mean_pooling``). One entry per seed."""
     from disentangled_ssl.data.published import read_multibench_affect
 
+    if pooling not in ("sequence", "mean"):
+        raise DSSLError(f"pooling must be 'sequence' or 'mean', got {pooling!r}")
+    read = {"sequence": "packed", "mean": "mean"}[pooling]
     splits = read_multibench_affect(path, dataset, modalities=modalities,
-                                    label_policy=label_policy, splits=("train", "test"))
-    train, test = splits["train"], splits["test"]
-    y_tr, y_te = {"label": train.labels["label"]}, {"label": test.labels["label"]}
-    runs = []
+                                    label_policy=label_policy, pooling=read,
+                                    max_seq_len=max_seq_len, splits=("train", "valid", "test"))
+    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    kinds = multibench_kinds(dataset, modalities) if pooling == "sequence" else "auto"
+    pooled = (read_multibench_affect(path, dataset, modalities=modalities,
+                                     label_policy=label_policy, pooling="mean",
+                                     max_seq_len=max_seq_len, splits=("train", "test"))
+              if pooling == "sequence" else None)
+    runs, baselines = [], {m: [] for m in methods}
     for seed in config.seeds:
-        model = _estimator(config, seed).fit(*train.views)
-        a, b = model.transform(*train.views), model.transform(*test.views)
-        spec_tr, spec_te = np.hstack(a.specific_list), np.hstack(b.specific_list)
-        runs.append({
-            "seed": seed,
-            "probe": {
-                "shared": linear_probe(a.shared, y_tr, b.shared, y_te)["label"],
-                "specific": linear_probe(spec_tr, y_tr, spec_te, y_te)["label"],
-                "both": linear_probe(np.hstack([a.shared, spec_tr]), y_tr,
-                                     np.hstack([b.shared, spec_te]), y_te)["label"],
-                "raw": raw_probe(train.views, y_tr, test.views, y_te)["label"],
-            },
+        log(f"seed {seed}: DisentangledSSL (choosing beta, lam on valid)")
+        model, beta, lam = _select_dials(config, seed, train, valid, kinds, betas, lams)
+        b = model.transform(*test.views)
+        run: dict[str, object] = {
+            "seed": seed, "beta": beta, "lam": lam, "probe": {
+                **_probes(model, train, test),
+                "raw": raw_probe([_flat(v) for v in train.views],
+                                 {"label": train.labels["label"]},
+                                 [_flat(v) for v in test.views],
+                                 {"label": test.labels["label"]})["label"]},
             "retrieval": retrieval_metrics(b.shared1, b.shared2),
-        })
+        }
+        if pooled is not None:
+            mean = _estimator(config, seed, beta=beta, lam=lam).fit(*pooled["train"].views)
+            run["ablation_mean_pooling"] = _probes(mean, pooled["train"], pooled["test"])
+        runs.append(run)
+        for method in methods:
+            log(f"seed {seed}: {method}")
+            est = _estimator(config, seed, method=method, epochs=config.shared_epochs,
+                             modalities=kinds).fit(*train.views)
+            baselines[method].append({"seed": seed, "probe": _probes(est, train, test)})
     return {"dataset": dataset, "file": str(path), "modalities": list(modalities),
-            "label_policy": label_policy, "n_train": len(train), "n_test": len(test),
+            "label_policy": label_policy, "pooling": pooling, "n_train": len(train),
+            "n_valid": len(valid), "n_test": len(test),
             "majority": float(np.bincount(test.labels["label"]).max() / len(test)),
             "protocol": "following FactorCL: LogisticRegression probe on concatenated "
-                        "embeddings, test accuracy",
-            "runs": runs}
+                        "embeddings, test accuracy; DisentangledSSL's beta and lam chosen on "
+                        "the valid split",
+            "runs": runs, "baselines": baselines}
+
+
+def _flat(view: np.ndarray) -> np.ndarray:
+    """A view as (n, features) for the raw-feature probe (sequences flattened)."""
+    return view.reshape(len(view), -1)
+
+
+def multibench_rows(result: Mapping[str, object]) -> list[dict[str, object]]:
+    """The tidy rows (dataset, seed, representation, metric, value) of a multibench result."""
+    rows: list[dict[str, object]] = []
+    dataset = result["dataset"]
+    for run in result["runs"]:  # type: ignore[union-attr]
+        for rep, value in run["probe"].items():
+            name = "raw features" if rep == "raw" else f"DisentangledSSL {rep}"
+            rows.append({"dataset": dataset, "seed": run["seed"], "representation": name,
+                         "metric": "probe", "value": value})
+        for rep, value in run.get("ablation_mean_pooling", {}).items():
+            rows.append({"dataset": dataset, "seed": run["seed"],
+                         "representation": f"DisentangledSSL {rep}, mean-pooled (ablation)",
+                         "metric": "probe", "value": value})
+    for method, method_runs in result["baselines"].items():  # type: ignore[union-attr]
+        title = get_method(method).title
+        for run in method_runs:
+            for rep, value in run["probe"].items():
+                rows.append({"dataset": dataset, "seed": run["seed"],
+                             "representation": f"{title} {rep}", "metric": "probe",
+                             "value": value})
+    return rows
+
+
+def multibench_table(rows: Sequence[Mapping[str, object]], majority: float) -> str:
+    """Markdown: test probe accuracy per representation, mean ± std over seeds."""
+    order: dict[str, list[float]] = {}
+    for r in rows:
+        order.setdefault(str(r["representation"]), []).append(float(r["value"]))  # type: ignore
+    lines = ["| representation | probe accuracy (test) |", "|---|---|"]
+    for rep, values in order.items():
+        lines.append(f"| {rep} | {np.mean(values):.3f} ± {np.std(values):.3f} |")
+    lines.append(f"| majority class | {majority:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def run_infocore(data: MultimodalData, config: RealBenchmarkConfig,
