@@ -57,33 +57,27 @@ def _write_json(out: str, result: dict) -> None:
 
 
 def _cmd_multibench(args: argparse.Namespace) -> int:
-    from disentangled_ssl._io import write_text_atomic
     from disentangled_ssl.experiments.real import (
         multibench_rows,
         multibench_table,
         run_multibench,
     )
-    from disentangled_ssl.experiments.results import write_csv
 
     check_out(args.out, args.overwrite)
     result = run_multibench(args.file, args.dataset, _config(args),
                             modalities=tuple(args.modalities), label_policy=args.label_policy,
                             pooling=args.pooling, max_seq_len=args.max_seq_len, log=print)
     _write_json(args.out, result)
-    rows = multibench_rows(result)
-    out = Path(args.out)
-    write_csv(out.with_suffix(".csv"), rows,
-              ["dataset", "seed", "representation", "metric", "value"])
-    table = multibench_table(rows, float(result["majority"]))  # type: ignore[arg-type]
-    write_text_atomic(out.with_suffix(".md"), table)
-    print(table)
-    print(f"wrote {out.with_suffix('.csv')} (tidy) and {out.with_suffix('.md')}")
+    majority = float(result["majority"])  # type: ignore[arg-type]
+    _write_tables(args.out, multibench_rows(result),
+                  ["dataset", "seed", "representation", "metric", "value"],
+                  lambda rows: multibench_table(rows, majority))
     return 0
 
 
 def _cmd_infocore(args: argparse.Namespace) -> int:
     from disentangled_ssl.data.published import read_infocore_cp, read_infocore_ge
-    from disentangled_ssl.experiments.real import run_infocore
+    from disentangled_ssl.experiments.real import infocore_rows, infocore_table, run_infocore
 
     check_out(args.out, args.overwrite)
     if args.kind == "ge":
@@ -93,8 +87,24 @@ def _cmd_infocore(args: argparse.Namespace) -> int:
                                 keys=args.keys)
     else:
         data = read_infocore_cp(args.inst_info, args.mol_repr)
-    _write_json(args.out, run_infocore(data, _config(args)))
+    result = run_infocore(data, _config(args))
+    _write_json(args.out, result)
+    _write_tables(args.out, infocore_rows(result), ["seed", "representation", "metric", "value"],
+                  infocore_table)
     return 0
+
+
+def _write_tables(out: str, rows: list, columns: list[str], table: Any) -> None:
+    """The tidy CSV and the markdown table beside the JSON (``out`` with .csv / .md)."""
+    from disentangled_ssl._io import write_text_atomic
+    from disentangled_ssl.experiments.results import write_csv
+
+    path = Path(out)
+    write_csv(path.with_suffix(".csv"), rows, columns)
+    text = table(rows)
+    write_text_atomic(path.with_suffix(".md"), text)
+    print(text)
+    print(f"wrote {path.with_suffix('.csv')} (tidy) and {path.with_suffix('.md')}")
 
 
 def _register_real(group: Any) -> None:

@@ -372,31 +372,85 @@ def multibench_table(rows: Sequence[Mapping[str, object]], majority: float) -> s
     return "\n".join(lines) + "\n"
 
 
+#: The comparison ``dssl benchmark infocore`` trains beside DisentangledSSL.
+INFOCORE_BASELINES = ("clip", "joint", "focal")
+
+
+def _retrieval_run(emb: object, held: MultimodalData, min_group: int) -> dict[str, object]:
+    """Phenotype -> molecule retrieval of held-out shared codes, whole pool and by batch."""
+    from disentangled_ssl.evaluation.retrieval import by_group_retrieval
+
+    run: dict[str, object] = {"whole": retrieval_metrics(emb.shared1, emb.shared2)}  # type: ignore
+    try:
+        run["by_batch"] = by_group_retrieval(emb.shared1, emb.shared2,  # type: ignore
+                                             held.labels["batch"], min_group)
+    except DSSLError as exc:  # no batch large enough: say so instead of a silent null
+        run["by_batch"], run["by_batch_skipped"] = None, str(exc)
+    return run
+
+
 def run_infocore(data: MultimodalData, config: RealBenchmarkConfig,
-                 train_fraction: float = 0.8, min_group: int = 20) -> dict[str, object]:
+                 train_fraction: float = 0.8, min_group: int = 20,
+                 methods: Sequence[str] = INFOCORE_BASELINES) -> dict[str, object]:
     """Molecule-phenotype retrieval following InfoCORE: drug-disjoint split (seed 0), fit on
     the training items, then on all held-out items top-1/5/10 and MRR of phenotype queries
     against molecule candidates, over the whole held-out pool and within batches of more
-    than ``min_group`` items; with CCA and random references."""
+    than ``min_group`` items; DisentangledSSL's shared codes, the baselines' (CLIP, JointOpt,
+    FOCAL: same encoders and epochs), CCA and random references."""
     from disentangled_ssl.data.published import drug_split
-    from disentangled_ssl.evaluation.retrieval import by_group_retrieval
 
     train_idx, held_idx = drug_split(data.labels["drug"], train_fraction, seed=0)
     train, held = data.subset(train_idx), data.subset(held_idx)
-    runs = []
+    runs, baselines = [], {m: [] for m in methods}
     for seed in config.seeds:
         model = _estimator(config, seed).fit(*train.views)
-        emb = model.transform(*held.views)
-        run: dict[str, object] = {"seed": seed,
-                                  "whole": retrieval_metrics(emb.shared1, emb.shared2)}
-        try:
-            run["by_batch"] = by_group_retrieval(emb.shared1, emb.shared2,
-                                                 held.labels["batch"], min_group)
-        except DSSLError as exc:  # no batch large enough: say so instead of a silent null
-            run["by_batch"], run["by_batch_skipped"] = None, str(exc)
-        runs.append(run)
+        runs.append({"seed": seed, **_retrieval_run(model.transform(*held.views), held,
+                                                   min_group)})
+        for method in methods:
+            est = _estimator(config, seed, method=method,
+                             epochs=config.shared_epochs).fit(*train.views)
+            baselines[method].append({"seed": seed, **_retrieval_run(
+                est.transform(*held.views), held, min_group)})
     return {"n_train": len(train), "n_heldout": len(held),
             "protocol": "following InfoCORE: phenotype query -> molecule candidates, cosine",
             "cca_whole": cca_retrieval(train.views, held.views, config.cca_components,
                                        config.cca_reg),
-            "random_whole": random_retrieval(len(held)), "runs": runs}
+            "random_whole": random_retrieval(len(held)), "runs": runs, "baselines": baselines}
+
+
+def infocore_rows(result: Mapping[str, object]) -> list[dict[str, object]]:
+    """Tidy rows (seed, representation, metric, value) of an infocore result; metrics
+    ``whole_<k>`` and ``by_batch_<k>``."""
+    rows: list[dict[str, object]] = []
+    sources = [("DisentangledSSL shared", result["runs"])] + [
+        (f"{get_method(m).title} shared", runs)
+        for m, runs in result["baselines"].items()]  # type: ignore[union-attr]
+    for name, runs in sources:
+        for run in runs:  # type: ignore[union-attr]
+            for scope in ("whole", "by_batch"):
+                for metric, value in (run.get(scope) or {}).items():
+                    rows.append({"seed": run["seed"], "representation": name,
+                                 "metric": f"{scope}_{metric}", "value": value})
+    for name in ("cca_whole", "random_whole"):
+        for metric, value in result[name].items():  # type: ignore[union-attr]
+            rows.append({"seed": "", "representation": name.split("_")[0].upper()
+                         if name == "cca_whole" else "random", "metric": f"whole_{metric}",
+                         "value": value})
+    return rows
+
+
+def infocore_table(rows: Sequence[Mapping[str, object]]) -> str:
+    """Markdown: whole-pool and by-batch top-1/5/10 and MRR, mean ± std over seeds."""
+    metrics = [f"{scope}_{m}" for scope in ("whole", "by_batch")
+               for m in ("top1", "top5", "top10", "mrr")]
+    values: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        values.setdefault(str(r["representation"]), {}).setdefault(
+            str(r["metric"]), []).append(float(r["value"]))  # type: ignore[arg-type]
+    head = "| representation | " + " | ".join(metrics) + " |"
+    lines = [head, "|" + "---|" * (len(metrics) + 1)]
+    for rep, by_metric in values.items():
+        cells = [f"{np.mean(by_metric[m]):.3f} ± {np.std(by_metric[m]):.3f}"
+                 if m in by_metric else "—" for m in metrics]
+        lines.append(f"| {rep} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
