@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 
@@ -255,6 +256,50 @@ def make_synthetic_multimodal(
     return MultimodalData(views, labels, None, [f"x{i + 1}" for i in range(n_modalities)], [])
 
 
+def caption_tokens(captions: Sequence[str], max_words: int = 24
+                   ) -> tuple[np.ndarray, list[str]]:
+    """Captions as (n, max_words) int64 word ids (lower-cased words, in order, each word once
+    per caption, padded with 0 at the end, cut at ``max_words``) and the vocabulary
+    (``vocabulary[0] == "<pad>"``, then the words in sorted order)."""
+    words = [list(dict.fromkeys(re.findall(r"[a-z0-9]+", c.lower()))) for c in captions]
+    vocabulary = ["<pad>", *sorted({w for ws in words for w in ws})]
+    index = {w: k for k, w in enumerate(vocabulary)}
+    ids = np.zeros((len(words), max_words), dtype=np.int64)
+    for k, ws in enumerate(words):  # dataset preparation, once
+        row = [index[w] for w in ws][:max_words]
+        ids[k, :len(row)] = row
+    return ids, vocabulary
+
+
+def load_emoji_captions(max_words: int = 24) -> MultimodalData:
+    """The Unicode emoji as real image ↔ caption pairs, shipped with the package (no download).
+
+    3610 fully-qualified emoji of Unicode 15 (``emoji-test.txt``), rendered by Noto Color Emoji
+    (SIL Open Font License 1.1) as 32 × 32 RGB on white; captions are the CLDR English name
+    and keywords (Unicode License, Unicode-DFS-2016), e.g. "grinning face | face | grin".
+    Rebuilt from Debian's ``fonts-noto-color-emoji``, ``unicode-cldr-core`` and ``unicode-data`` by
+    ``scripts/build_emoji_captions.py`` (licences: ``data/files/README.md``).
+
+    Returns:
+        :class:`MultimodalData` with views ``image`` ((n, 3, 32, 32) float32 in [0, 1]) and
+        ``caption`` ((n, max_words) int64 word ids, 0 = padding; the words in
+        ``vocabularies["caption"]``), labels ``group`` (9 Unicode groups; "People & Body" is
+        59 % of the rows through its skin-tone variants), ``subgroup`` and ``skin_tone``
+        ("none", "light", …, "dark", "mixed"), and ``ids`` (the emoji themselves).
+    """
+    path = resources.files("disentangled_ssl.data") / "files" / "emoji_captions.npz"
+    with resources.as_file(path) as p, np.load(p, allow_pickle=False) as z:
+        images = z["images"].astype(np.float32) / 255.0
+        captions = [str(c) for c in z["caption"]]
+        labels = {k: z[k].astype(str) for k in ("group", "subgroup", "skin_tone")}
+        ids = z["emoji"].astype(str)
+    tokens, vocabulary = caption_tokens(captions, max_words)
+    data = MultimodalData([images, tokens], labels, ids, ["image", "caption"], [[], []],
+                          {"caption": vocabulary})
+    data.labels["caption_text"] = np.array(captions)
+    return data
+
+
 #: Dataset name -> (loader, label used for the class probe, description).
 DATASETS: dict[str, tuple[Callable[[], MultimodalData], str, str]] = {
     "uci-mfeat": (load_uci_multiple_features, "digit",
@@ -267,8 +312,17 @@ DATASETS: dict[str, tuple[Callable[[], MultimodalData], str, str]] = {
 }
 
 
+#: Offline datasets of the non-vector modality kinds, loaded by name (not yet in the
+#: vector-MLP ``dssl benchmark real`` defaults).
+KIND_DATASETS: dict[str, tuple[Callable[[], MultimodalData], str, str]] = {
+    "emoji-captions": (load_emoji_captions, "group",
+                       "3610 Unicode emoji: 32×32 Noto Color Emoji images vs. CLDR captions"),
+}
+
+
 def load_dataset(name: str) -> MultimodalData:
-    """Load one of :data:`DATASETS` by name."""
-    if name not in DATASETS:
-        raise DSSLError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
-    return DATASETS[name][0]()
+    """Load one of :data:`DATASETS` or :data:`KIND_DATASETS` by name."""
+    known = {**DATASETS, **KIND_DATASETS}
+    if name not in known:
+        raise DSSLError(f"unknown dataset {name!r}; choose from {sorted(known)}")
+    return known[name][0]()

@@ -100,6 +100,8 @@ class MultimodalData:
         ids: (n,) sample IDs or None.
         view_names: one name per view (file name or dataset view name).
         feature_names: per view, its column names (empty list when unknown).
+        vocabularies: view name -> the words of a token-id view (``vocabulary[id]``; id 0 is
+            padding), e.g. the captions of ``emoji-captions``.
     """
 
     views: list[np.ndarray]
@@ -107,6 +109,7 @@ class MultimodalData:
     ids: np.ndarray | None = None
     view_names: list[str] = field(default_factory=list)
     feature_names: list[list[str]] = field(default_factory=list)
+    vocabularies: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.views) < 1:
@@ -142,6 +145,7 @@ class MultimodalData:
             None if self.ids is None else self.ids[index],
             list(self.view_names),
             [list(f) for f in self.feature_names],
+            dict(self.vocabularies),
         )
 
     def select(self, views: Sequence[int | str]) -> MultimodalData:
@@ -157,8 +161,10 @@ class MultimodalData:
                     raise DSSLError(f"view index {v} out of range for {len(self.views)} views")
                 index.append(int(v))
         names = [self.feature_names[i] for i in index] if self.feature_names else []
+        kept = [self.view_names[i] for i in index]
         return MultimodalData([self.views[i] for i in index], dict(self.labels), self.ids,
-                              [self.view_names[i] for i in index], names)
+                              kept, names,
+                              {k: v for k, v in self.vocabularies.items() if k in kept})
 
     def split(self, test_fraction: float = 0.2, seed: int = 0
               ) -> tuple[MultimodalData, MultimodalData]:
