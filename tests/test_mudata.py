@@ -133,3 +133,22 @@ def test_obsm_copy_refusals(tmp_path, capsys):
     assert code == 2
     assert "must be a .h5ad file too" in capsys.readouterr().err
     assert not (tmp_path / "e.h5ad").exists()
+
+
+def test_cli_refuses_a_missing_modality_and_unmatched_cells(tmp_path, capsys):
+    """`dssl fit` on a modality the .h5mu lacks, or on modalities whose obs_names do not all
+    match (exact join): exit 2, one line, no model written."""
+    path = tmp_path / "cells.h5mu"
+    write_h5mu(path, n=200, missing=10)
+    small = ["--shared-epochs", "1", "--specific-epochs", "1", "--batch-size", "64",
+             "--device", "cpu", "--quiet"]
+    for views, message in [
+        (["--x1", f"{path}:atac", "--x2", f"{path}:rna"],
+         "has no modality 'atac'; its modalities are prot, rna"),
+        (["--x1", f"{path}:rna", "--x2", f"{path}:prot"],
+         "but not in"),
+    ]:
+        code = main(["fit", *views, *small, "--out", str(tmp_path / "m")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "m").exists()

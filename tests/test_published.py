@@ -282,3 +282,18 @@ def test_infocore_planted_link_beats_chance_with_every_baseline_row(tmp_path, rn
     assert {"DisentangledSSL shared", "CLIP shared", "JointOpt shared", "FOCAL shared",
             "CCA", "random"} <= reps
     assert "whole_top10" in out.with_suffix(".md").read_text()
+
+
+def test_cli_refuses_a_pickle_of_another_layout_in_one_line(tmp_path, rng, capsys):
+    """`dssl benchmark multibench` on a pickle without a valid split: exit 2, one line, and
+    none of the JSON / CSV / markdown outputs written."""
+    from disentangled_ssl.cli import main
+
+    path = dump(tmp_path / "mosi_data.pkl", {"train": affect_split(rng, 8)})
+    out = tmp_path / "mosi.json"
+    code = main(["benchmark", "multibench", "--file", str(path), "--dataset", "mosi",
+                 "--out", str(out), *TRAIN_ARGS])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("dssl: error: ") and "has no split 'valid'" in err[0]
+    assert not any(tmp_path.glob("mosi.*"))
