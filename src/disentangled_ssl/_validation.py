@@ -10,38 +10,6 @@ import numpy as np
 from disentangled_ssl._errors import DSSLError
 
 
-def as_feature_matrix(x: object, name: str) -> np.ndarray:
-    """Return ``x`` as a finite float32 (n, d) array or raise a :class:`DSSLError` naming it."""
-    try:
-        array = np.asarray(x)
-    except Exception as exc:  # ragged lists and the like
-        raise DSSLError(f"{name} could not be read as an array: {exc}") from exc
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == bool
-    ):
-        raise DSSLError(
-            f"{name} must be numeric, got dtype {array.dtype}; convert or drop non-numeric "
-            "columns first"
-        )
-    if array.ndim != 2:
-        hint = "use x.reshape(-1, 1) for a single feature" if array.ndim == 1 else (
-            "flatten each sample to a vector (x.reshape(len(x), -1)) or pass a custom encoder")
-        raise DSSLError(f"{name} must be 2-D (rows × features), got shape {array.shape}; {hint}")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise DSSLError(f"{name} is empty (shape {array.shape}); it needs rows and features")
-    if np.issubdtype(array.dtype, np.complexfloating):
-        raise DSSLError(f"{name} is complex-valued; pass real features")
-    array = array.astype(np.float32, copy=False)
-    finite = np.isfinite(array)
-    if not finite.all():
-        row, col = np.argwhere(~finite)[0]
-        raise DSSLError(
-            f"{name} contains NaN or infinite values ({int((~finite).sum())} entries, first at "
-            f"row {row}, column {col}); impute or drop them before fitting"
-        )
-    return array
-
-
 def check_paired(arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
     """All modalities must have the same number of rows (row k is the same sample)."""
     rows = [a.shape[0] for a in arrays]
@@ -50,20 +18,6 @@ def check_paired(arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
         raise DSSLError(
             f"modalities must be paired row by row but {detail} rows; align them (e.g. join on "
             "an ID column) first"
-        )
-
-
-def check_constant_columns(array: np.ndarray, name: str) -> None:
-    """Constant columns carry no information and break standardisation: refuse them."""
-    if array.shape[0] < 2:
-        return
-    constant = np.flatnonzero(np.ptp(array, axis=0) == 0)
-    if constant.size:
-        shown = ", ".join(str(c) for c in constant[:10])
-        more = "…" if constant.size > 10 else ""
-        raise DSSLError(
-            f"{name} has {constant.size} constant column(s) (index {shown}{more}); drop them, "
-            f"e.g. x[:, x.std(0) > 0]"
         )
 
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 from torch import nn
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl._validation import as_feature_matrix
 
 #: Prefix of the placeholder written to config.json instead of a custom module list.
 MARKER = "custom:"
@@ -86,18 +84,3 @@ def check_same_encoders(name: str, saved: object, given: Sequence[nn.Module] | N
     if describe(list(given)) != saved:
         raise DSSLError(f"{source} was saved with {name} {saved!r} but got "
                         f"{describe(list(given))!r}; pass the same module classes")
-
-
-def as_encoder_input(x: object, name: str, *, custom: bool) -> np.ndarray:
-    """Validate one modality: a finite float32 (n, d) matrix, or with a custom encoder any
-    (n, ...) array (e.g. images (n, C, H, W)), checked as its flattened (n, prod(...)) rows."""
-    array = np.asarray(x) if custom else x
-    if custom and isinstance(array, np.ndarray) and array.ndim > 2:
-        flat = as_feature_matrix(array.reshape(array.shape[0], -1), name)
-        return flat.reshape(array.shape)
-    return as_feature_matrix(array, name)
-
-
-def n_flat_features(array: np.ndarray) -> int:
-    """Features per row of an (n, ...) array: prod(shape[1:])."""
-    return int(np.prod(array.shape[1:]))
