@@ -557,7 +557,7 @@ class DisentangledSSL(BaseEstimator):
         return inputs
 
     def _batch_check(self, i: int, x: torch.Tensor, index: int) -> torch.Tensor:
-        kinds = self.modalities_
+        kinds = self._kinds()
         if i >= len(kinds):
             raise DSSLError(f"batch {index} has more modalities than the {len(kinds)} the model "
                             "was built for")
@@ -730,8 +730,6 @@ class DisentangledSSL(BaseEstimator):
         ``batch_size``; a ``DataLoader`` in its own order (it must not shuffle)."""
         self._check_fitted()
         views = as_views(X1, X2, more, "transform")
-        if not hasattr(self, "_device"):
-            self._device = resolve_device(self.device)
         model = self.model_.eval()
         device = next(model.parameters()).device
         inputs = read_inputs(tuple(views), batch_size=batch_size, seed=0,
@@ -756,7 +754,6 @@ class DisentangledSSL(BaseEstimator):
                     embed(i, apply_scaler(model, i, a[start:start + batch_size].to(device)))
         else:
             _refuse_shuffled(inputs.loader)
-            self.modalities_ = self._kinds()
             batches = LoaderBatches(inputs.loader, device, n_modalities=n_mod,
                                     check=self._batch_check, name=inputs.source,
                                     transform=lambda i, x: apply_scaler(model, i, x))
