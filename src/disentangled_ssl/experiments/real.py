@@ -28,7 +28,7 @@ from disentangled_ssl._errors import DSSLError
 from disentangled_ssl._io import write_json_atomic, write_text_atomic
 from disentangled_ssl.data.datasets import DATASETS, load_dataset
 from disentangled_ssl.data.readers import MultimodalData
-from disentangled_ssl.estimator import DisentangledSSL
+from disentangled_ssl.estimator import DisentangledSSL, Embeddings
 from disentangled_ssl.evaluation.baselines import cca_retrieval, random_retrieval, raw_probe
 from disentangled_ssl.evaluation.probe import linear_probe
 from disentangled_ssl.evaluation.retrieval import retrieval_metrics
@@ -226,9 +226,16 @@ def multibench_kinds(dataset: str, modalities: Sequence[str]) -> tuple[object, .
 def _probes(model: DisentangledSSL, train: MultimodalData, test: MultimodalData
             ) -> dict[str, float]:
     """FactorCL's probe: logistic regression on the concatenated embeddings (shared; and the
-    specific codes, and both, where the method has them), test accuracy."""
+    specific codes, and both, where the method has them, i.e. after its specific stage),
+    test accuracy."""
+    return _embedding_probes(model.transform(*train.views), model.transform(*test.views),
+                             train, test)
+
+
+def _embedding_probes(a: Embeddings, b: Embeddings, train: MultimodalData,
+                      test: MultimodalData) -> dict[str, float]:
+    """:func:`_probes` on embeddings already computed (train ``a``, test ``b``)."""
     y_tr, y_te = {"label": train.labels["label"]}, {"label": test.labels["label"]}
-    a, b = model.transform(*train.views), model.transform(*test.views)
     out = {"shared": linear_probe(a.shared, y_tr, b.shared, y_te)["label"]}
     if a.specific_list:
         spec_tr, spec_te = np.hstack(a.specific_list), np.hstack(b.specific_list)
@@ -247,7 +254,7 @@ def _select_dials(config: RealBenchmarkConfig, seed: int, train: MultimodalData,
     best_beta: tuple[float, float, DisentangledSSL] | None = None
     for beta in betas:
         est = _estimator(config, seed, beta=beta, modalities=kinds).fit_shared(*train.views)
-        score = _probes_shared_only(est, train, valid)
+        score = _probes(est, train, valid)["shared"]  # step 1 only: the shared probe
         if best_beta is None or score > best_beta[0]:
             best_beta = (score, beta, est)
     assert best_beta is not None
@@ -260,13 +267,6 @@ def _select_dials(config: RealBenchmarkConfig, seed: int, train: MultimodalData,
             best = (score, lam, est)
     assert best is not None
     return best[2], beta, best[1]
-
-
-def _probes_shared_only(model: DisentangledSSL, train: MultimodalData,
-                        valid: MultimodalData) -> float:
-    y_tr, y_va = {"label": train.labels["label"]}, {"label": valid.labels["label"]}
-    a, b = model.transform(*train.views), model.transform(*valid.views)
-    return linear_probe(a.shared, y_tr, b.shared, y_va)["label"]
 
 
 def run_multibench(path: str | Path, dataset: str, config: RealBenchmarkConfig, *,
@@ -303,10 +303,10 @@ def run_multibench(path: str | Path, dataset: str, config: RealBenchmarkConfig, 
     for seed in config.seeds:
         log(f"seed {seed}: DisentangledSSL (choosing beta, lam on valid)")
         model, beta, lam = _select_dials(config, seed, train, valid, kinds, betas, lams)
-        b = model.transform(*test.views)
+        a, b = model.transform(*train.views), model.transform(*test.views)
         run: dict[str, object] = {
             "seed": seed, "beta": beta, "lam": lam, "probe": {
-                **_probes(model, train, test),
+                **_embedding_probes(a, b, train, test),
                 "raw": raw_probe([_flat(v) for v in train.views],
                                  {"label": train.labels["label"]},
                                  [_flat(v) for v in test.views],
