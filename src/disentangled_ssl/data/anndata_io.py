@@ -1,6 +1,8 @@
-"""Embeddings written back where single-cell tools expect them: ``obsm`` of a copy of the
-user's AnnData ``.h5ad`` or MuData ``.h5mu`` file (as scvi-tools and muon do), never a side
-file to align by hand and never the input modified in place.
+"""AnnData/MuData files through h5py and anndata's element reader/writer (the one place that
+finds them across anndata versions), and embeddings written back where single-cell tools
+expect them: ``obsm`` of a copy of the user's AnnData ``.h5ad`` or MuData ``.h5mu`` file (as
+scvi-tools and muon do), never a side file to align by hand and never the input modified in
+place.
 
 The copy is made byte for byte, then only ``/obsm/<key>`` datasets are added through h5py and
 anndata's element writer, so everything else in the file (layers, uns, other modalities) is
@@ -14,26 +16,40 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl._io import fsync_dir
 
-__all__ = ["OBSM_SUFFIXES", "write_obsm_copy"]
+__all__ = ["OBSM_SUFFIXES", "read_h5_elem", "write_obsm_copy"]
 
 OBSM_SUFFIXES = (".h5ad", ".h5mu")
 
 
-def _write_elem(group: object, key: str, value: np.ndarray) -> None:
+def _elem_io(name: str) -> Callable[..., Any]:
+    """anndata's ``read_elem`` / ``write_elem`` (``anndata.io`` since 0.11, before that
+    ``anndata.experimental``)."""
     import anndata
 
-    writer = getattr(getattr(anndata, "io", None), "write_elem", None)
-    if writer is None:
-        from anndata.experimental import write_elem as writer  # type: ignore[no-redef]
-    writer(group, key, value)
+    function = getattr(getattr(anndata, "io", None), name, None)
+    if function is None:
+        import anndata.experimental
+
+        function = getattr(anndata.experimental, name)
+    return function
+
+
+def read_h5_elem(group: Any) -> Any:
+    """One element (an AnnData, a DataFrame, an array) stored in an open h5py group."""
+    return _elem_io("read_elem")(group)
+
+
+def _write_elem(group: Any, key: str, value: object) -> None:
+    _elem_io("write_elem")(group, key, value)
 
 
 def write_obsm_copy(source: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -67,8 +83,6 @@ def write_obsm_copy(source: str | os.PathLike[str], out: str | os.PathLike[str],
                         "never into the input: choose another --out")
     if dst.exists() and not overwrite:
         raise DSSLError(f"{dst} already exists; pass overwrite=True (CLI: --overwrite)")
-    from disentangled_ssl.data.readers import read_h5_elem
-
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)

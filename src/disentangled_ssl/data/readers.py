@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.data.anndata_io import read_h5_elem
 from disentangled_ssl.data.io import load_npy, open_npz
 from disentangled_ssl.data.synthetic import split_indices
 
@@ -405,16 +406,6 @@ def _read_h5ad(path: Path, key: str | None, id_column: str | None,
     except Exception as exc:  # h5py/anndata raise many types on corrupt files
         raise DSSLError(f"{path} is not a readable AnnData .h5ad file ({exc})") from exc
     return _anndata_table(adata, path, key, source, id_column, label_columns, missing_ok)
-
-
-def read_h5_elem(group: Any) -> Any:
-    """anndata's reader of one stored element (``anndata.io`` since 0.11)."""
-    import anndata
-
-    reader = getattr(getattr(anndata, "io", None), "read_elem", None)
-    if reader is None:
-        from anndata.experimental import read_elem as reader  # type: ignore[no-redef]
-    return reader(group)
 
 
 def h5mu_modalities(path: Path) -> list[str]:
