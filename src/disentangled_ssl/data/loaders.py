@@ -39,7 +39,7 @@ from torch.utils.data import (
 from disentangled_ssl._errors import DSSLError
 
 __all__ = ["Batches", "EpochSampler", "LoaderBatches", "TensorBatches", "dataset_loader",
-           "is_loader_input", "set_epoch"]
+           "is_loader_input", "require_reiterable", "set_epoch"]
 
 BatchCheck = Callable[[int, Tensor, int], Tensor]
 
@@ -81,6 +81,15 @@ class TensorBatches:
         for step in range(self.steps):
             rows = order[step * b:(step + 1) * b]
             yield tuple(x.index_select(0, rows) for x in self.data)
+
+
+def require_reiterable(data: object, name: str) -> None:
+    """Refuse an iterator (read once): every epoch must see the data again."""
+    if iter(data) is data:  # type: ignore[call-overload]
+        raise DSSLError(
+            f"{name} is an iterator, which can be read only once; pass a re-iterable (a "
+            "DataLoader, or an object whose __iter__ starts a new pass) so that every epoch "
+            "sees the data")
 
 
 def set_epoch(loader: object, epoch: int) -> None:
@@ -126,11 +135,7 @@ class LoaderBatches:
                  check: BatchCheck | None = None,
                  transform: Callable[[int, Tensor], Tensor] | None = None,
                  name: str = "the data loader") -> None:
-        if iter(loader) is loader:
-            raise DSSLError(
-                f"{name} is an iterator, which can be read only once; pass a re-iterable (a "
-                "DataLoader, or an object whose __iter__ starts a new pass) so that every epoch "
-                "sees the data")
+        require_reiterable(loader, name)
         self.loader = loader
         self.device = device
         self.n_modalities = n_modalities

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset, Subset
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.data.loaders import dataset_loader, is_loader_input
+from disentangled_ssl.data.loaders import dataset_loader, is_loader_input, require_reiterable
 from disentangled_ssl.data.sequences import pack_lengths
 from disentangled_ssl.data.synthetic import split_indices
 from disentangled_ssl.nn.modalities import as_kind_array
@@ -78,8 +78,8 @@ class Inputs:
 def as_batch_tensor(value: object, name: str) -> Tensor:
     """One modality of a batch (or all rows): a tensor, a numpy array, or a padded sequence
     ``(values, lengths)`` packed with its mask channel."""
-    if isinstance(value, (tuple, list)) and len(value) == 2 and _is_lengths(value[1], value[0]):
-        return pack_lengths(value[0], value[1], name)
+    if _is_packed(value):
+        return pack_lengths(value[0], value[1], name)  # type: ignore[index]
     if isinstance(value, Tensor):
         return value
     return torch.from_numpy(np.ascontiguousarray(as_kind_array(value, name)))
@@ -108,11 +108,7 @@ def read_inputs(views: tuple[object, ...], *, batch_size: int, seed: int, num_wo
                                     drop_last=drop_last, num_workers=num_workers,
                                     pin_memory=pin_memory)
             return Inputs(loader=loader, source=f"the {type(data).__name__}", dataset=data)
-        if iter(data) is data:  # checked before a first batch is drawn from it
-            raise DSSLError(
-                f"the {type(data).__name__} is an iterator, which can be read only once; pass a "
-                "re-iterable (a DataLoader, or an object whose __iter__ starts a new pass) so "
-                "that every epoch sees the data")
+        require_reiterable(data, f"the {type(data).__name__}")  # before a batch is drawn
         return Inputs(loader=data, source=f"the {type(data).__name__}")
     if len(views) < 2:
         raise DSSLError(f"need at least two modalities, got {len(views)}")
