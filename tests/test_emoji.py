@@ -56,3 +56,57 @@ def test_image_and_caption_encoders_pair_real_emoji(emoji):
     emb = model.transform(test.views)
     top = retrieval_metrics(emb.shared1, emb.shared2)
     assert top["top10"] > 0.075, top  # 3x chance
+
+
+def test_bag_of_words_of_the_vector_rows():
+    from disentangled_ssl.experiments.real import _bag_of_words
+
+    bags = _bag_of_words(np.array([[3, 1, 0, 0], [2, 2, 1, 0]]), 4)
+    assert bags.tolist() == [[0, 1, 0, 1], [0, 1, 2, 0]]  # padding id 0 left out
+
+
+def test_retrieval_grid_marks_the_true_caption(emoji, tmp_path):
+    from disentangled_ssl.experiments.figures import save_png
+    from disentangled_ssl.experiments.real import retrieval_grid
+
+    sub = emoji.subset(np.arange(0, len(emoji), 40))
+    codes = np.random.default_rng(0).normal(size=(len(sub), 8))
+    fig = retrieval_grid(sub.views[0], list(sub.labels["caption_text"]), codes, codes,
+                         sub.labels["group"])
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    groups = set(sub.labels["group"])
+    assert sum("(true caption rank 1)" in t for t in texts) == len(groups)  # one query a group
+    captions = set(sub.labels["caption_text"])
+    assert sum(t[3:] in captions for t in texts if t[:3] in ("1. ", "2. ", "3. ")) > 0
+    save_png(fig, tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_benchmark_rows_of_an_image_caption_dataset(emoji, tmp_path):
+    """Every representation and metric of the emoji benchmark, on 700 emoji and 1 epoch (the
+    numbers are in docs/real-tasks; this checks the rows and the figures)."""
+    from disentangled_ssl.experiments.real import (
+        RealBenchmarkConfig,
+        _kind_figures,
+        evaluate_kinds_split,
+    )
+
+    rows = np.random.default_rng(1).permutation(len(emoji))[:700]
+    train, test = emoji.subset(rows).stratified_split("group", 200, seed=0)
+    config = RealBenchmarkConfig(kind_epochs=1, kind_specific_epochs=1, shared_epochs=1,
+                                 specific_epochs=1, hidden_dim=32, shared_dim=8, specific_dim=8,
+                                 cnn_width=8, token_dim=16, device="cpu")
+    scores, extras = evaluate_kinds_split(train, test, "group", config, 0, ("subgroup",))
+    assert set(scores) == {"shared", "specific", "both", "clip", "shared_vector",
+                           "specific_vector", "both_vector", "clip_vector", "raw", "random"}
+    both_ways = {f"{p}{m}" for p in ("", "rev_") for m in ("top1", "top5", "top10", "mrr")}
+    for rep in ("shared", "clip", "shared_vector", "clip_vector", "raw", "random"):
+        assert set(scores[rep]) == {"probe", "probe_subgroup"} | both_ways, rep
+    assert set(scores["specific"]) == {"probe", "probe_subgroup"}
+    share = np.unique(test.labels["group"], return_counts=True)[1].max() / len(test)
+    assert scores["random"]["probe"] == pytest.approx(share)
+    assert scores["raw"]["probe"] > share + 0.1  # pixels + words tell the groups apart
+    _kind_figures(tmp_path, "emoji-captions", test, extras, 0, "group")
+    assert {p.name for p in tmp_path.glob("*.png")} == {"emoji-captions_retrieval.png",
+                                                        "emoji-captions_loss_curves.png"}

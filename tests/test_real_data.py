@@ -243,8 +243,12 @@ def test_benchmark_real_cli_writes_table(tmp_path, capsys):
     assert value[("random", "mrr")] == pytest.approx(sum(1 / k for k in range(1, 401)) / 400)
     assert value[("raw", "probe")] > 0.9          # digits are easy for a linear probe
     assert value[("raw", "top10")] > 5 * 10 / 400  # CCA retrieval far above chance
+    assert value[("raw", "rev_top10")] > 5 * 10 / 400  # and the other way
+    assert value[("random", "rev_top1")] == pytest.approx(1 / 400)
+    assert ("shared", "rev_mrr") in value and ("specific", "rev_mrr") not in value
     summary = (out / "summary.md").read_text()
     assert "| DisentangledSSL shared |" in summary and "| CLIP |" in summary
+    assert "| probe digit | 1→2 top-1 |" in summary and "| 2→1 MRR |" in summary
     assert main(args) == 2  # refuses to overwrite
     assert "already holds benchmark results" in capsys.readouterr().err
 

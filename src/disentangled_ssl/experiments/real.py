@@ -7,9 +7,16 @@ training rows (features standardised with the training statistics), then on the 
 - class-probe accuracy (logistic regression fitted on the training embeddings) of the shared
   codes (both modalities side by side), the specific codes, both together, CLIP's codes and the
   raw features;
-- cross-modal retrieval (modality-1 query, modality-2 items, cosine; top-1/5/10, MRR) of the
-  shared codes, CLIP's codes, raw features in a CCA space fitted on the training rows, and a
-  random ranking (exact expectation).
+- cross-modal retrieval in both directions (modality 1 → 2: ``top1`` … ``mrr``; 2 → 1:
+  ``rev_top1`` … ``rev_mrr``; cosine; top-1/5/10, MRR) of the shared codes, CLIP's codes, raw
+  features in a CCA space fitted on the training rows, and a random ranking (exact
+  expectation).
+
+Datasets of other modality kinds (:data:`~disentangled_ssl.data.datasets.KIND_DATASETS`: the
+shipped ``emoji-captions``) train the kinds' own encoders (a CNN for the images, a Transformer
+for the caption tokens; :func:`evaluate_kinds_split`), beside the same two methods on the views
+flattened into vectors (pixels, bag of words) through the MLP, and add a probe per extra label
+(``probe_subgroup``), loss curves and a PNG grid of query images with their top captions.
 
 Results are written as a tidy CSV (one row per dataset, seed, representation and metric) and a
 Markdown table of mean ± std over seeds.
@@ -26,10 +33,15 @@ import numpy as np
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl._io import write_json_atomic, write_text_atomic
-from disentangled_ssl.data.datasets import DATASETS, load_dataset
+from disentangled_ssl.data.datasets import DATASETS, KIND_DATASETS, load_dataset
 from disentangled_ssl.data.readers import MultimodalData
 from disentangled_ssl.estimator import DisentangledSSL, Embeddings
-from disentangled_ssl.evaluation.baselines import cca_retrieval, random_retrieval, raw_probe
+from disentangled_ssl.evaluation.baselines import (
+    CCA,
+    cca_retrieval,
+    random_retrieval,
+    raw_probe,
+)
 from disentangled_ssl.evaluation.probe import linear_probe
 from disentangled_ssl.evaluation.retrieval import retrieval_metrics
 from disentangled_ssl.experiments.results import seed_stats, write_csv
@@ -40,16 +52,24 @@ CSV_FIELDS = ("dataset", "seed", "representation", "metric", "value", "label", "
               "n_test")
 
 #: Representations in table order, and which metrics each has.
-REPRESENTATIONS = ("shared", "specific", "both", "clip", "raw", "random")
-METRICS = ("probe", "top1", "top5", "top10", "mrr")
+REPRESENTATIONS = ("shared", "specific", "both", "clip", "shared_vector", "specific_vector",
+                   "both_vector", "clip_vector", "raw", "random")
+RETRIEVAL = ("top1", "top5", "top10", "mrr")
+METRICS = ("probe", *RETRIEVAL, *(f"rev_{m}" for m in RETRIEVAL))
 REP_LABELS = {
     "shared": "DisentangledSSL shared",
     "specific": "DisentangledSSL specific",
     "both": "DisentangledSSL shared + specific",
     "clip": "CLIP",
+    "shared_vector": "DisentangledSSL shared, vector MLP",
+    "specific_vector": "DisentangledSSL specific, vector MLP",
+    "both_vector": "DisentangledSSL shared + specific, vector MLP",
+    "clip_vector": "CLIP, vector MLP",
     "raw": "raw features (retrieval: CCA)",
-    "random": "random",
+    "random": "random (probe: majority class)",
 }
+#: Labels probed beside the dataset's own (``DATASETS[name][1]``), as ``probe_<label>``.
+EXTRA_PROBES: dict[str, tuple[str, ...]] = {"emoji-captions": ("subgroup",)}
 
 
 @dataclass
@@ -78,6 +98,13 @@ class RealBenchmarkConfig:
     cca_components: int = 16
     cca_reg: float = 0.1
     device: str = "auto"
+    #: Image / token datasets (``emoji-captions``): the kinds' encoders and their budget.
+    kind_epochs: int = 80
+    kind_specific_epochs: int = 20
+    kind_lr: float = 1e-3
+    cnn_width: int = 16
+    token_dim: int = 64
+    token_layers: int = 1
 
 
 def _estimator(config: RealBenchmarkConfig, seed: int, **extra: object) -> DisentangledSSL:
@@ -93,41 +120,172 @@ def _estimator(config: RealBenchmarkConfig, seed: int, **extra: object) -> Disen
     return DisentangledSSL(**{**params, **extra})  # type: ignore[arg-type]
 
 
+def both_ways(queries: np.ndarray, items: np.ndarray) -> dict[str, float]:
+    """Paired retrieval both ways: ``top1`` … ``mrr`` for queries → items, ``rev_top1`` …
+    ``rev_mrr`` for items → queries."""
+    back = retrieval_metrics(items, queries)
+    return {**retrieval_metrics(queries, items), **{f"rev_{k}": v for k, v in back.items()}}
+
+
+def _raw_scores(tr_views: Sequence[np.ndarray], te_views: Sequence[np.ndarray],
+                labels: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+                config: RealBenchmarkConfig) -> dict[str, float]:
+    """Raw-feature probes (one per label, see :func:`_probe_names`) and CCA retrieval both
+    ways (CCA fitted on the training rows)."""
+    y_tr, y_te = labels
+    probes = raw_probe(tr_views, y_tr, te_views, y_te)
+    cca = CCA(config.cca_components, config.cca_reg).fit(tr_views[0], tr_views[1])
+    return {**_probe_names(probes), **both_ways(cca.transform(te_views[0], 0),
+                                                cca.transform(te_views[1], 1))}
+
+
+def _probe_names(scores: Mapping[str, float]) -> dict[str, float]:
+    """Probe accuracies per label as metrics: the first label is ``probe``, the others
+    ``probe_<label>``."""
+    names = list(scores)
+    return {("probe" if k == 0 else f"probe_{name}"): float(scores[name])
+            for k, name in enumerate(names)}
+
+
+def _dssl_scores(a: Embeddings, b: Embeddings, probe: Callable[[np.ndarray, np.ndarray],
+                 dict[str, float]], suffix: str = "") -> dict[str, dict[str, float]]:
+    """Shared (probes + retrieval both ways), specific and both (probes) of one
+    DisentangledSSL model; train embeddings ``a``, test ``b``."""
+    spec_tr, spec_te = np.hstack(a.specific_list), np.hstack(b.specific_list)
+    return {
+        "shared" + suffix: {**probe(a.shared, b.shared), **both_ways(b.shared1, b.shared2)},
+        "specific" + suffix: probe(spec_tr, spec_te),
+        "both" + suffix: probe(np.hstack([a.shared, spec_tr]), np.hstack([b.shared, spec_te])),
+    }
+
+
+def _vector_views(train: MultimodalData, test: MultimodalData
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The first two views as vectors: flattened, token ids as a bag of words (0 = padding
+    dropped), and columns constant on the training rows (rare pixels or fingerprint bits)
+    removed."""
+    tr, te = [], []
+    for k in range(2):
+        a, b = train.views[k], test.views[k]
+        if not np.issubdtype(a.dtype, np.floating):  # token ids -> bag of words
+            a, b = (_bag_of_words(v, int(max(a.max(), b.max())) + 1) for v in (a, b))
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        keep = np.ptp(a, axis=0) > 0
+        tr.append(a[:, keep])
+        te.append(b[:, keep])
+    return tr, te
+
+
+def _bag_of_words(ids: np.ndarray, size: int) -> np.ndarray:
+    """(n, L) token ids -> (n, size) counts, id 0 (padding) left out."""
+    out = np.zeros((len(ids), size), dtype=np.float32)
+    np.add.at(out, (np.repeat(np.arange(len(ids)), ids.shape[1]), ids.ravel()), 1.0)
+    out[:, 0] = 0.0
+    return out
+
+
 def evaluate_split(train: MultimodalData, test: MultimodalData, label: str,
-                   config: RealBenchmarkConfig, seed: int) -> dict[str, dict[str, float]]:
-    """Fit DisentangledSSL and CLIP on ``train`` (first two views) and score every
-    representation on ``test``; returns representation -> metric -> value."""
-    y_tr, y_te = {label: train.labels[label]}, {label: test.labels[label]}
-    # Columns constant on the training rows (rare pixels or fingerprint bits) carry nothing.
-    keep = [np.ptp(v.reshape(len(v), -1), axis=0) > 0 for v in train.views[:2]]
-    tr_views = [v.reshape(len(v), -1)[:, k] for v, k in zip(train.views[:2], keep)]
-    te_views = [v.reshape(len(v), -1)[:, k] for v, k in zip(test.views[:2], keep)]
+                   config: RealBenchmarkConfig, seed: int, extra_labels: Sequence[str] = ()
+                   ) -> dict[str, dict[str, float]]:
+    """Fit DisentangledSSL and CLIP on ``train`` (first two views, as vectors: see
+    :func:`_vector_views`) and score every representation on ``test``; returns
+    representation -> metric -> value."""
+    names = [label, *extra_labels]
+    y_tr = {n: train.labels[n] for n in names}
+    y_te = {n: test.labels[n] for n in names}
+    tr_views, te_views = _vector_views(train, test)
     model = _estimator(config, seed).fit(*tr_views)
     a, b = model.transform(*tr_views), model.transform(*te_views)
     clip = _estimator(config, seed, method="clip", epochs=config.shared_epochs).fit(*tr_views)
     ca, cb = clip.transform(*tr_views), clip.transform(*te_views)
 
-    def probe(x_tr: np.ndarray, x_te: np.ndarray) -> float:
-        return linear_probe(x_tr, y_tr, x_te, y_te, max_iter=3000)[label]
+    def probe(x_tr: np.ndarray, x_te: np.ndarray) -> dict[str, float]:
+        return _probe_names(linear_probe(x_tr, y_tr, x_te, y_te, max_iter=3000))
 
-    spec_tr, spec_te = np.hstack(a.specific_list), np.hstack(b.specific_list)
-    out: dict[str, dict[str, float]] = {
-        "shared": {"probe": probe(a.shared, b.shared),
-                   **retrieval_metrics(b.shared1, b.shared2)},
-        "specific": {"probe": probe(spec_tr, spec_te)},
-        "both": {"probe": probe(np.hstack([a.shared, spec_tr]), np.hstack([b.shared, spec_te]))},
-        "clip": {"probe": probe(ca.shared, cb.shared), **retrieval_metrics(cb.shared1,
-                                                                           cb.shared2)},
-        "raw": {"probe": raw_probe(tr_views, y_tr, te_views, y_te)[label],
-                **cca_retrieval(tr_views, te_views, config.cca_components, config.cca_reg)},
-        "random": {"probe": float(np.max(np.bincount(test.labels[label])) / len(test)),
-                   **random_retrieval(len(test))},
+    return {
+        **_dssl_scores(a, b, probe),
+        "clip": {**probe(ca.shared, cb.shared), **both_ways(cb.shared1, cb.shared2)},
+        "raw": _raw_scores(tr_views, te_views, (y_tr, y_te), config),
+        "random": {**_probe_names({n: float(np.unique(test.labels[n], return_counts=True)[1]
+                                            .max() / len(test)) for n in names}),
+                   **{k: v for m, v in random_retrieval(len(test)).items()
+                      for k in (m, f"rev_{m}")}},
     }
-    return out
+
+
+def emoji_kinds(data: MultimodalData, config: RealBenchmarkConfig) -> tuple[object, ...]:
+    """The image and token kinds of ``dssl benchmark real`` (``config.cnn_width``,
+    ``config.token_dim``, ``config.token_layers``; the vocabulary from the dataset)."""
+    from disentangled_ssl.nn.modalities import Image, Tokens
+
+    vocab = data.vocabularies.get(data.view_names[1]) if data.vocabularies else None
+    return (Image(cnn_width=config.cnn_width),
+            Tokens(vocab_size=len(vocab) if vocab else None, d_model=config.token_dim,
+                   n_layers=config.token_layers))
+
+
+def emoji_augmentations() -> list[object]:
+    """Augmentations of the image and caption views: crops of 80–100 % of the area, and the
+    kind's token masking / dropping. No flips and no colour jitter: emoji that differ only by
+    direction ("… facing right") or skin tone have different captions, so those would make
+    two different captions' images look alike."""
+    from disentangled_ssl.data.augment import ImageAugment, TokenAugment
+
+    return [ImageAugment(crop_scale=(0.8, 1.0), flip_p=0.0, brightness=0.0, contrast=0.0,
+                         saturation=0.0), TokenAugment()]
+
+
+def evaluate_kinds_split(train: MultimodalData, test: MultimodalData, label: str,
+                         config: RealBenchmarkConfig, seed: int,
+                         extra_labels: Sequence[str] = ()) -> tuple[
+                             dict[str, dict[str, float]], dict[str, object]]:
+    """:func:`evaluate_split` for a dataset of image and token views: DisentangledSSL and CLIP
+    with the kinds' encoders (:func:`emoji_kinds`, :func:`emoji_augmentations`,
+    ``config.kind_epochs`` step-1 / CLIP epochs, ``config.kind_specific_epochs`` step-2
+    epochs), plus every row of :func:`evaluate_split` on the views as vectors (its
+    DisentangledSSL and CLIP rows renamed ``*_vector``). Returns the scores and, for the
+    figures, the test embeddings and the loss histories."""
+    names = [label, *extra_labels]
+    y_tr = {n: train.labels[n] for n in names}
+    y_te = {n: test.labels[n] for n in names}
+
+    def probe(x_tr: np.ndarray, x_te: np.ndarray) -> dict[str, float]:
+        return _probe_names(linear_probe(x_tr, y_tr, x_te, y_te, max_iter=3000))
+
+    kinds = emoji_kinds(train, config)
+    common = dict(modalities=kinds, augmentations=emoji_augmentations(), lr=config.kind_lr)
+    model = _estimator(config, seed, shared_epochs=config.kind_epochs,
+                       specific_epochs=config.kind_specific_epochs, **common
+                       ).fit(*train.views[:2])
+    a, b = model.transform(*train.views[:2]), model.transform(*test.views[:2])
+    clip = _estimator(config, seed, method="clip", epochs=config.kind_epochs, **common
+                      ).fit(*train.views[:2])
+    ca, cb = clip.transform(*train.views[:2]), clip.transform(*test.views[:2])
+    vector = evaluate_split(train, test, label, config, seed, extra_labels)
+    scores = {
+        **_dssl_scores(a, b, probe),
+        "clip": {**probe(ca.shared, cb.shared), **both_ways(cb.shared1, cb.shared2)},
+        **{f"{rep}_vector": vector[rep] for rep in ("shared", "specific", "both", "clip")},
+        "raw": vector["raw"], "random": vector["random"],
+    }
+    extras = {"shared": (b.shared1, b.shared2), "clip": (cb.shared1, cb.shared2),
+              "history": {"DisentangledSSL": model.history_, "CLIP": clip.history_}}
+    return scores, extras
+
+
+def _metric_header(metric: str, label: str) -> str:
+    if metric == "probe":
+        return f"probe {label}"
+    if metric.startswith("probe_"):
+        return f"probe {metric[len('probe_'):]}"
+    direction = "2→1" if metric.startswith("rev_") else "1→2"
+    name = metric.removeprefix("rev_")
+    return f"{direction} {'MRR' if name == 'mrr' else 'top-' + name[3:]}"
 
 
 def summarise(rows: list[dict[str, object]]) -> str:
     """Markdown table per dataset: representation × metric, mean ± std over seeds."""
+    known = {**DATASETS, **KIND_DATASETS}
     lines: list[str] = []
     datasets = list(dict.fromkeys(str(r["dataset"]) for r in rows))
     for name in datasets:
@@ -135,14 +293,20 @@ def summarise(rows: list[dict[str, object]]) -> str:
         seeds = sorted({int(r["seed"]) for r in sub})  # type: ignore[call-overload]
         n_test = int(sub[0]["n_test"])  # type: ignore[call-overload]
         label = str(sub[0]["label"])
-        lines += [f"### {name}: {DATASETS[name][2]}", "",
-                  f"Test rows: {n_test}; probe label `{label}`; seeds {seeds} (mean ± std). "
-                  "'random' probe = majority class; retrieval = modality 1 → 2.", "",
-                  "| representation | probe acc. | top-1 | top-5 | top-10 | MRR |",
-                  "|---|---|---|---|---|---|"]
-        for rep in REPRESENTATIONS:
+        present = {str(r["metric"]) for r in sub}
+        extra = sorted(m for m in present if m.startswith("probe_"))
+        metrics = [m for m in ("probe", *extra, *METRICS[1:]) if m in present]
+        reps = [rep for rep in REPRESENTATIONS if any(r["representation"] == rep for r in sub)]
+        views = "modality 1 → 2 and 2 → 1"
+        lines += [f"### {name}: {known[name][2] if name in known else name}", "",
+                  f"Test rows: {n_test}; seeds {seeds} (mean ± std); retrieval {views} "
+                  f"among the {n_test} test rows (chance top-1 {1 / n_test:.4f}); 'random' "
+                  "probe = the majority class's share.", "",
+                  "| representation | " + " | ".join(_metric_header(m, label) for m in metrics)
+                  + " |", "|---" * (len(metrics) + 1) + "|"]
+        for rep in reps:
             cells = []
-            for metric in METRICS:
+            for metric in metrics:
                 values = [float(r["value"]) for r in sub  # type: ignore[arg-type]
                           if r["representation"] == rep and r["metric"] == metric]
                 mean, std, _ = seed_stats(values) if values else (0.0, 0.0, 0)
@@ -150,6 +314,74 @@ def summarise(rows: list[dict[str, object]]) -> str:
             lines.append(f"| {REP_LABELS[rep]} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _kind_figures(folder: Path, name: str, test: MultimodalData, extras: Mapping[str, object],
+                  seed: int, label: str) -> None:
+    """``<name>_retrieval.png`` (query images and their top captions) and
+    ``<name>_loss_curves.png`` for one seed."""
+    from disentangled_ssl.experiments.figures import new_figure, save_png
+
+    queries, items = extras["shared"]  # type: ignore[misc]
+    texts = test.labels.get("caption_text")
+    if texts is not None and test.views[0].ndim == 4:
+        fig = retrieval_grid(test.views[0], [str(t) for t in texts], queries, items,
+                             test.labels[label],
+                             title=f"{name}, seed {seed}: DisentangledSSL shared codes, image → "
+                                   "caption (green: the query's own caption)")
+        save_png(fig, folder / f"{name}_retrieval.png")
+    histories: Mapping[str, Mapping[str, list]] = extras["history"]  # type: ignore[assignment]
+    fig = new_figure((4.2 * len(histories), 3.2))
+    axes = fig.subplots(1, len(histories), squeeze=False)[0]
+    for ax, (method, stages) in zip(axes, histories.items()):
+        for stage, records in stages.items():
+            epochs = np.arange(1, len(records) + 1)
+            ax.plot(epochs, [r["loss"] for r in records], label=f"{stage} (train)")
+        ax.set_title(method)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{name}, seed {seed}: loss per epoch")
+    fig.tight_layout()
+    save_png(fig, folder / f"{name}_loss_curves.png")
+
+
+def retrieval_grid(images: np.ndarray, captions: Sequence[str], queries: np.ndarray,
+                   items: np.ndarray, groups: np.ndarray, *, top: int = 3, title: str = ""
+                   ) -> object:
+    """A figure of query images (one per group, the first of each in row order), each beside
+    its ``top`` retrieved captions (cosine between ``queries[i]`` and every ``items`` row); the
+    query's own caption in green, others in grey, with its rank when outside the list."""
+    from disentangled_ssl.experiments.figures import new_figure
+
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    v = items / np.linalg.norm(items, axis=1, keepdims=True)
+    scores = q @ v.T
+    picks = [int(np.flatnonzero(groups == g)[0]) for g in dict.fromkeys(groups.tolist())]
+    cols = 3
+    n_rows = -(-len(picks) // cols)
+    fig = new_figure((5.2 * cols, 1.25 * n_rows + 0.6))
+    grid = fig.add_gridspec(n_rows, 2 * cols, width_ratios=[1, 4] * cols)
+    for k, i in enumerate(picks):
+        r, c = divmod(k, cols)
+        ax_img = fig.add_subplot(grid[r, 2 * c])
+        ax_img.imshow(np.clip(np.moveaxis(images[i], 0, -1), 0.0, 1.0), interpolation="nearest")
+        ax_img.set_axis_off()
+        ax_txt = fig.add_subplot(grid[r, 2 * c + 1])
+        ax_txt.set_axis_off()
+        order = np.argsort(-scores[i], kind="stable")
+        rank = int(np.flatnonzero(order == i)[0]) + 1
+        ax_txt.text(0.0, 0.98, f"{groups[i]} (true caption rank {rank})", fontsize=7.5,
+                    va="top", style="italic", transform=ax_txt.transAxes)
+        for j, item in enumerate(order[:top]):
+            text = captions[item] if len(captions[item]) <= 48 else captions[item][:47] + "…"
+            ax_txt.text(0.0, 0.74 - 0.24 * j, f"{j + 1}. {text}", fontsize=8, va="top",
+                        color="tab:green" if item == i else "0.35",
+                        weight="bold" if item == i else "normal", transform=ax_txt.transAxes)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def run_real_benchmark(config: RealBenchmarkConfig, out: str | Path, *, overwrite: bool = False,
@@ -161,9 +393,10 @@ def run_real_benchmark(config: RealBenchmarkConfig, out: str | Path, *, overwrit
     targets = [folder / n for n in ("results.csv", "summary.md", "config.json")]
     if any(t.exists() for t in targets) and not overwrite:
         raise DSSLError(f"{folder} already holds benchmark results; pass --overwrite")
-    unknown = [d for d in config.datasets if d not in DATASETS]
+    known = {**DATASETS, **KIND_DATASETS}
+    unknown = [d for d in config.datasets if d not in known]
     if unknown:
-        raise DSSLError(f"unknown dataset(s) {unknown}; choose from {sorted(DATASETS)}")
+        raise DSSLError(f"unknown dataset(s) {unknown}; choose from {sorted(known)}")
     if not config.seeds:
         raise DSSLError("give at least one seed")
     rows: list[dict[str, object]] = []
@@ -177,14 +410,21 @@ def run_real_benchmark(config: RealBenchmarkConfig, out: str | Path, *, overwrit
             skipped.append(f"{name}: {exc}")
             log(f"skipping {name}: {exc}")
             continue
-        label = DATASETS[name][1]
+        label, extra = known[name][1], EXTRA_PROBES.get(name, ())
         if config.test_size >= len(data):
             raise DSSLError(f"test_size={config.test_size} leaves no training rows in {name} "
                             f"({len(data)} rows)")
         for seed in config.seeds:
             tic = time.perf_counter()
             train, test = data.stratified_split(label, config.test_size, seed=seed)
-            scores = evaluate_split(train, test, label, config, seed)
+            if name in KIND_DATASETS:
+                log(f"{name} seed {seed}: image and token encoders, {config.kind_epochs} "
+                    "epochs")
+                scores, extras = evaluate_kinds_split(train, test, label, config, seed, extra)
+                if seed == config.seeds[0]:
+                    _kind_figures(folder, name, test, extras, seed, label)
+            else:
+                scores = evaluate_split(train, test, label, config, seed, extra)
             for rep, metrics in scores.items():
                 for metric, value in metrics.items():
                     rows.append({"dataset": name, "seed": seed, "representation": rep,
