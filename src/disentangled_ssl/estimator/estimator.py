@@ -58,7 +58,11 @@ from disentangled_ssl.methods import (
     get_method,
     method_names,
 )
-from disentangled_ssl.methods.base import Augmentations
+from disentangled_ssl.methods.base import (
+    Augmentations,
+    check_encoder_layout,
+    check_trunk_encoders,
+)
 from disentangled_ssl.nn.custom import ENCODER_PARAMS, check_encoders
 from disentangled_ssl.nn.modalities import (
     Modality,
@@ -122,7 +126,8 @@ class DisentangledSSL(BaseEstimator):
         hidden_dim, n_hidden_layers: width and depth of the default MLP encoders.
         shared_epochs, specific_epochs: epochs of step 1 and step 2 (0 skips a step).
         batch_size: rows per step (also the number of InfoNCE negatives + 1).
-        lr: Adam learning rate, cosine-annealed per step.
+        lr: Adam learning rate, cosine-annealed over each stage's epochs (stepped once per
+            epoch).
         kappa: vMF concentration of the step-1 posterior.
         temperature: InfoNCE temperature.
         noise_std, drop_fraction: augmentation strengths (Gaussian noise / zeroed features).
@@ -151,7 +156,7 @@ class DisentangledSSL(BaseEstimator):
             specific: -> (B, specific_dim)); inputs may then be N-D (e.g. images
             (n, C, H, W)). Deep-copied at every fit (the objects passed in are never trained
             and start each fit from their current weights); ``load`` needs them passed again.
-            Methods disentangled_ssl, clip, simclr, joint and focal. See
+            Every method (DMVAE puts a linear Gaussian head on them). See
             ``docs/real-data.md``.
         condition_specific_on_shared: feed ``[x_i.flatten(), shared_i(x_i)]`` to the specific
             encoder (the authors' choice); set False for a custom specific encoder that
@@ -181,6 +186,13 @@ class DisentangledSSL(BaseEstimator):
         log_dir: if set, every epoch appends the loss terms of every stage to
             ``<log_dir>/history.csv`` (and to TensorBoard event files there when tensorboard
             is installed). Without it, a run with ``checkpoint_dir`` writes the CSV there.
+        encoder_layout: "separate" (the default): one shared and one specific encoder per
+            modality, for every method. "trunk" (methods dmvae and factorcl, as the authors'
+            codes build them): one network per modality feeding both codes; dmvae: the
+            kind's encoder (for vectors the MLP) whose last layer gives private means,
+            private log-variances, shared means and shared log-variances; factorcl: the
+            kind's backbone (for vectors the MLP's hidden layers) with a linear shared head
+            and a linear unique head. Not with custom encoders. See ``docs/baselines.md``.
 
     Attributes (after fit):
         model_: the :class:`~disentangled_ssl.models.MultimodalModel`.
@@ -233,6 +245,7 @@ class DisentangledSSL(BaseEstimator):
         early_stopping_patience: int | None = None,
         num_workers: int = 0,
         log_dir: str | None = None,
+        encoder_layout: str = "separate",
     ) -> None:
         self.beta = beta
         self.lam = lam
@@ -267,6 +280,7 @@ class DisentangledSSL(BaseEstimator):
         self.early_stopping_patience = early_stopping_patience
         self.num_workers = num_workers
         self.log_dir = log_dir
+        self.encoder_layout = encoder_layout
 
     # ------------------------------------------------------------------ validation
     def validate_params(self) -> None:
@@ -284,6 +298,13 @@ class DisentangledSSL(BaseEstimator):
             raise DSSLError(
                 f"custom encoders are supported for methods {', '.join(supported)}, not "
                 f"{self.method!r}")
+        if check_encoder_layout(self.encoder_layout) not in spec.encoder_layouts:
+            supported = [m for m in method_names()
+                         if self.encoder_layout in get_method(m).encoder_layouts]
+            raise DSSLError(
+                f"encoder_layout={self.encoder_layout!r} is supported for methods "
+                f"{', '.join(supported)}, not {self.method!r}")
+        check_trunk_encoders(self.encoder_layout, self.shared_encoders, self.specific_encoders)
         if self.alpha is not None:
             check_nonnegative("alpha", self.alpha)
         if self.epochs is not None:
@@ -407,7 +428,7 @@ class DisentangledSSL(BaseEstimator):
             self.n_hidden_layers, shared_encoders=copy.deepcopy(self.shared_encoders),
             specific_encoders=copy.deepcopy(self.specific_encoders),
             condition_specific_on_shared=self.condition_specific_on_shared,
-            modalities=self._kinds(),
+            modalities=self._kinds(), encoder_layout=self.encoder_layout,
         )
         model = self._spec().build_model(shape)
         if self.standardize:

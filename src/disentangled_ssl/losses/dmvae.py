@@ -28,7 +28,9 @@ class DMVAELoss(nn.Module):
       reconstructions);
     - cross KL: ``Σ_i KL(q(p_i)) + Σ_i KL(q(s_i))``. (The authors' code has
       ``KL(N(μ_p1, σ²_p2)) + KL(N(μ_p2, σ²_p1))`` for the first sum, mixing the two modalities'
-      private means and variances; we use each posterior's own parameters.)
+      private means and variances. That is the same total: a KL to N(0, 1) is a mean part
+      plus a variance part, so both forms sum to the same function of the four parameters —
+      same loss, same gradients; ``docs/baselines.md`` has the numerical check.)
 
     MSE is averaged over rows and features; each KL is summed over rows and latent dimensions
     (see :func:`~disentangled_ssl.losses.functional.gaussian_kl`), as in the authors' code, so

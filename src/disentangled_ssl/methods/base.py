@@ -64,6 +64,9 @@ class ModelShape:
         hidden_dim, n_hidden_layers: the default MLPs' width and depth.
         shared_encoders, specific_encoders: one custom module per modality, or None.
         condition_specific_on_shared: the specific encoder reads ``[x_i, shared_i(x_i)]``.
+        encoder_layout: "separate" (one shared and one specific encoder per modality) or
+            "trunk" (one network per modality whose output feeds both codes; the methods
+            whose ``MethodSpec.encoder_layouts`` list it).
     """
 
     in_dims: Sequence[int]
@@ -75,6 +78,7 @@ class ModelShape:
     specific_encoders: Sequence[nn.Module] | None = None
     condition_specific_on_shared: bool = True
     modalities: Sequence[Modality] | None = None
+    encoder_layout: str = "separate"
 
     @property
     def kinds(self) -> list[Modality]:
@@ -117,6 +121,34 @@ class MethodSettings:
     gather: bool = False
 
 
+#: The encoder layouts: one encoder per code ("separate", every method), or one network per
+#: modality with a head per code ("trunk", as the DMVAE and FactorCL authors' codes build).
+ENCODER_LAYOUTS = ("separate", "trunk")
+
+
+def check_encoder_layout(layout: object) -> str:
+    """``layout`` if it is one of :data:`ENCODER_LAYOUTS`, else a DSSLError."""
+    if not isinstance(layout, str) or layout not in ENCODER_LAYOUTS:
+        raise DSSLError(f"encoder_layout must be 'separate' or 'trunk', got {layout!r}")
+    return layout
+
+
+def check_trunk_encoders(layout: str, shared_encoders: object, specific_encoders: object
+                         ) -> None:
+    """A trunk is built from the modality kinds: custom encoders need the separate layout."""
+    if layout == "trunk" and (shared_encoders is not None or specific_encoders is not None):
+        raise DSSLError("custom encoders need encoder_layout='separate': encoder_layout="
+                        "'trunk' builds one network per modality from its kind")
+
+
+def uses_trunk(shape: ModelShape) -> bool:
+    """Whether ``shape`` asks for one trunk per modality (``encoder_layout="trunk"``; custom
+    encoders are refused with it)."""
+    layout = check_encoder_layout(shape.encoder_layout)
+    check_trunk_encoders(layout, shape.shared_encoders, shape.specific_encoders)
+    return layout == "trunk"
+
+
 ModelBuilder = Callable[[ModelShape], MultimodalModel]
 StageBuilder = Callable[[MultimodalModel, nn.Module, MethodSettings], list[Stage]]
 
@@ -143,6 +175,8 @@ class MethodSpec:
             single setting).
         custom_encoders: whether ``shared_encoders=``/``specific_encoders=`` are accepted.
         supports_gather: whether its losses can run data-parallel (``gather``).
+        encoder_layouts: the ``encoder_layout`` values its model builder honours
+            (:data:`ENCODER_LAYOUTS`).
     """
 
     name: str
@@ -158,6 +192,7 @@ class MethodSpec:
     sweep: tuple[str, tuple[float, ...]] | None = None
     custom_encoders: bool = False
     supports_gather: bool = False
+    encoder_layouts: tuple[str, ...] = ("separate",)
 
     @property
     def two_step(self) -> bool:
