@@ -152,3 +152,14 @@ def test_cli_refuses_a_missing_modality_and_unmatched_cells(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and message in err[0], err
         assert not (tmp_path / "m").exists()
+
+
+def test_two_matrices_of_one_file_get_distinct_view_names():
+    """Two views of one .h5ad would both be named after its stem, and their
+    obsm["X_dssl_specific_<view>"] would overwrite each other."""
+    from disentangled_ssl.data.readers import _view_names
+
+    assert _view_names(["cite.h5ad", "cite.h5ad:obsm/protein"]) == ["cite", "cite_obsm_protein"]
+    assert _view_names(["cells.h5mu:rna", "cells.h5mu:prot"]) == ["rna", "prot"]
+    assert _view_names(["d.npz:x1", "d.npz:x2"]) == ["d_x1", "d_x2"]
+    assert _view_names(["x.npy", "x.npy"]) == ["x_1", "x_2"]

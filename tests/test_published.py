@@ -297,3 +297,12 @@ def test_cli_refuses_a_pickle_of_another_layout_in_one_line(tmp_path, rng, capsy
     assert code == 2 and len(err) == 1
     assert err[0].startswith("dssl: error: ") and "has no split 'valid'" in err[0]
     assert not any(tmp_path.glob("mosi.*"))
+
+
+def test_multibench_refuses_three_modalities_before_training(tmp_path):
+    from disentangled_ssl.experiments.real import RealBenchmarkConfig, run_multibench
+
+    with pytest.raises(DSSLError, match=r"pairs two modalities \(FactorCL's objective needs "
+                       r"exactly two\), got 3: vision,audio,text; pass two"):
+        run_multibench(tmp_path / "never_read.pkl", "mosi", RealBenchmarkConfig(),
+                       modalities=("vision", "audio", "text"))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from disentangled_ssl._errors import DSSLError
-from disentangled_ssl.cli._args import add_out, check_out, ints, names
+from disentangled_ssl.cli._args import add_out, check_out, floats, ints, names
 from disentangled_ssl.data.datasets import DATASETS, KIND_DATASETS
 from disentangled_ssl.experiments.real import RealBenchmarkConfig
 
@@ -78,7 +78,8 @@ def _cmd_multibench(args: argparse.Namespace) -> int:
     check_out(args.out, args.overwrite)
     result = run_multibench(args.file, args.dataset, _config(args),
                             modalities=tuple(args.modalities), label_policy=args.label_policy,
-                            pooling=args.pooling, max_seq_len=args.max_seq_len, log=print)
+                            pooling=args.pooling, max_seq_len=args.max_seq_len,
+                            betas=args.betas, lams=args.lams, log=print)
     _write_json(args.out, result)
     majority = float(result["majority"])  # type: ignore[arg-type]
     _write_tables(args.out, multibench_rows(result),
@@ -147,7 +148,11 @@ def _register_real(group: Any) -> None:
 def _register_published(group: Any) -> None:
     m = group.add_parser(
         "multibench", help="MultiBench affect pickle (MOSI/MOSEI/sarcasm/humor), following "
-        "FactorCL's linear-probe protocol")
+        "FactorCL's linear-probe protocol",
+        description="DisentangledSSL's beta and lam are chosen on the valid split from "
+        "--betas and --lams (--beta is not used; --lam is JointOpt's and FOCAL's lam); "
+        "--noise-std and --drop-fraction apply to --pooling mean only (sequences use "
+        "FactorCL's augmentations). See docs/real-tasks/multibench.md.")
     m.add_argument("--file", required=True, help="e.g. mosi_data.pkl, sarcasm.pkl")
     m.add_argument("--dataset", required=True, choices=["mosi", "mosei", "sarcasm", "humor"])
     m.add_argument("--modalities", type=names, default=["vision", "text"])
@@ -158,6 +163,10 @@ def _register_published(group: Any) -> None:
                    help="sequence (default): padded sequences through the sequence modality "
                    "kind (FactorCL's Transformer widths); mean: mean-pooled vectors through "
                    "the MLP (an ablation)")
+    m.add_argument("--betas", type=floats, default=[0.1, 1.0],
+                   help="DisentangledSSL beta grid, chosen on valid (default 0.1,1)")
+    m.add_argument("--lams", type=floats, default=[0.1, 1.0],
+                   help="DisentangledSSL lam grid, chosen on valid (default 0.1,1)")
     add_out(m, "output JSON")
     _add_training_options(m)
     m.set_defaults(func=_cmd_multibench)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -646,7 +647,7 @@ def read_table(
                                    check_constant=check_constant)
         return Table(features, names, ids, labels, source)
     raise DSSLError(f"unsupported file type {suffix!r} for {path}; use .npy, .npz, .csv, .tsv, "
-                    ".parquet or .h5ad")
+                    ".parquet, .h5ad or .h5mu (cells.h5mu:MODALITY)")
 
 
 def check_batch_size(n_rows: int, batch_size: int, sources: Sequence[str]) -> None:
@@ -758,7 +759,7 @@ def read_multimodal(
     views = [t.features[index] for t, index in zip(tables, order)]
     if batch_size is not None:
         check_batch_size(len(views[0]), batch_size, sources)
-    return MultimodalData(views, labels, ids, [_view_name(s) for s in specs],
+    return MultimodalData(views, labels, ids, _view_names(specs),
                           [t.feature_names for t in tables])
 
 
@@ -768,6 +769,22 @@ def _view_name(spec: str | os.PathLike[str]) -> str:
     if path.suffix.lower() == ".h5mu" and key:
         return key.partition("/")[0]
     return path.stem
+
+
+def _view_names(specs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """:func:`_view_name` of every view; where two views would share a name (two matrices
+    of one file: ``cite.h5ad`` and ``cite.h5ad:obsm/protein``), each of those is named by its
+    whole selector instead (``cite``, ``cite_obsm_protein``), so that outputs keyed by view
+    name (``obsm["X_dssl_specific_<view>"]``) never overwrite each other."""
+    first = [_view_name(s) for s in specs]
+    names = list(first)
+    for k, name in enumerate(first):
+        if first.count(name) > 1:
+            path, key = _split_spec(specs[k])
+            names[k] = "_".join(filter(None, [path.stem, *re.split(r"[/:]", key or "")]))
+    if len(set(names)) < len(names):
+        names = [f"{n}_{k + 1}" for k, n in enumerate(names)]
+    return names
 
 
 # ---------------------------------------------------------------------------------------------

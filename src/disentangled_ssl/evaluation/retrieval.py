@@ -18,8 +18,9 @@ def retrieval_metrics(
     """Top-k accuracy and mean reciprocal rank of paired retrieval.
 
     Query row i's correct item is item row i; items are ranked by cosine similarity to the
-    query (ties counted pessimistically: the rank is 1 + the number of items scoring strictly
-    higher than the correct one).
+    query; the rank is 1 + the number of items scoring strictly higher than the correct one,
+    so ties count in the query's favour (identical candidates, e.g. one drug tested in k cell
+    lines, all rank as high as the best of them: chance is then above k/n).
 
     Args:
         queries: (n, d) embeddings of modality 1.

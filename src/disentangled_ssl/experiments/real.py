@@ -529,6 +529,10 @@ def run_multibench(path: str | Path, dataset: str, config: RealBenchmarkConfig, 
 
     if pooling not in ("sequence", "mean"):
         raise DSSLError(f"pooling must be 'sequence' or 'mean', got {pooling!r}")
+    if len(modalities) != 2:
+        raise DSSLError(f"the MultiBench comparison pairs two modalities (FactorCL's "
+                        f"objective needs exactly two), got {len(modalities)}: "
+                        f"{','.join(modalities)}; pass two, e.g. --modalities vision,text")
     read = {"sequence": "packed", "mean": "mean"}[pooling]
     splits = read_multibench_affect(path, dataset, modalities=modalities,
                                     label_policy=label_policy, pooling=read,
@@ -569,6 +573,7 @@ def run_multibench(path: str | Path, dataset: str, config: RealBenchmarkConfig, 
             "protocol": "following FactorCL: LogisticRegression probe on concatenated "
                         "embeddings, test accuracy; DisentangledSSL's beta and lam chosen on "
                         "the valid split",
+            "betas": list(betas), "lams": list(lams), "config": asdict(config),
             "runs": runs, "baselines": baselines}
 
 
@@ -655,7 +660,8 @@ def run_infocore(data: MultimodalData, config: RealBenchmarkConfig,
             "protocol": "following InfoCORE: phenotype query -> molecule candidates, cosine",
             "cca_whole": cca_retrieval(train.views, held.views, config.cca_components,
                                        config.cca_reg),
-            "random_whole": random_retrieval(len(held)), "runs": runs, "baselines": baselines}
+            "random_whole": random_retrieval(len(held)), "config": asdict(config),
+            "runs": runs, "baselines": baselines}
 
 
 def infocore_rows(result: Mapping[str, object]) -> list[dict[str, object]]:
