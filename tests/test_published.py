@@ -241,6 +241,12 @@ def test_multibench_sequences_beat_mean_pooling_with_every_baseline_row(tmp_path
     assert set(result["baselines"]) == {"clip", "factorcl", "joint", "focal", "simclr"}
     for method, runs in result["baselines"].items():
         assert "shared" in runs[0]["probe"], method
+        valid = runs[0]["valid_probe"]  # one valid score per lr of the grid; the best chosen
+        assert set(valid) == {"0.0001", "0.001"}, method
+        assert valid[repr(runs[0]["lr"])] == max(valid.values()), method
+        assert len(runs[0]["loss_curves"][method]) == 8, method  # 8 epochs recorded
+    assert run["lr"] in (1e-4, 1e-3) and len(run["loss_curves"]["shared"]) == 8
+    assert (tmp_path / "sarcasm_loss_curves.png").read_bytes()[:4] == b"\x89PNG"
     with open(out.with_suffix(".csv")) as fh:
         rows = list(csv.DictReader(fh))
     assert set(rows[0]) == {"dataset", "seed", "representation", "metric", "value"}
@@ -277,6 +283,11 @@ def test_infocore_planted_link_beats_chance_with_every_baseline_row(tmp_path, rn
     chance = result["random_whole"]["top10"]
     assert result["runs"][0]["whole"]["top10"] > 2.5 * chance, (result["runs"][0], chance)
     assert set(result["baselines"]) == {"clip", "joint", "focal"}
+    for method, runs in result["baselines"].items():  # lr chosen on training drugs only
+        valid = runs[0]["valid_mrr"]
+        assert set(valid) == {"0.0001", "0.001"}, method
+        assert valid[repr(runs[0]["lr"])] == max(valid.values()), method
+    assert (tmp_path / "cp_loss_curves.png").exists()
     with open(out.with_suffix(".csv")) as fh:
         reps = {r["representation"] for r in csv.DictReader(fh)}
     assert {"DisentangledSSL shared", "CLIP shared", "JointOpt shared", "FOCAL shared",
