@@ -230,8 +230,8 @@ def emoji_augmentations() -> list[object]:
     """Augmentations of the image and caption views: crops of 80–100 % of the area; captions
     unchanged. No flips and no colour jitter: emoji that differ only by direction ("… facing
     right") or skin tone have different captions, so those would make two different
-    captions' images look alike; and masking or dropping one word of a seven-word caption
-    can delete the one word (a skin tone) that tells two captions apart. (Chosen with the
+    captions' images look alike; and masking or dropping one word of a caption (5.8 words on
+    average) can delete the word (a skin tone) that tells two captions apart. (Chosen with the
     other emoji settings by looking at the seed-0 split, see docs/real-tasks.)"""
     from disentangled_ssl.data.augment import ImageAugment, TokenAugment
 
@@ -364,7 +364,7 @@ def loss_curves_figure(curves: Mapping[str, Sequence[Mapping[str, Sequence[float
     for ax, (name, runs) in zip(axes, panels.items()):
         for k, losses in enumerate(runs):
             ax.plot(np.arange(1, len(losses) + 1), losses, lw=1.2, alpha=0.85,
-                    label=f"run {k + 1}")
+                    marker="o", ms=2.5, label=f"run {k + 1}")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")
@@ -569,16 +569,20 @@ def _select_lr(config: RealBenchmarkConfig, seed: int, method: str, train: Multi
                ) -> tuple[DisentangledSSL, float, dict[str, float]]:
     """A baseline fitted on train at each learning rate of ``lrs`` (empty: ``config.lr``);
     the one whose valid probe (shared + specific where the method has both, else shared) is
-    best. Returns it, its lr and the valid score of every lr."""
-    best: tuple[float, float, DisentangledSSL] | None = None
+    best; on a tie (an easy task saturates the probe), the one whose own objective went
+    lowest (the same loss at every lr, so comparable). Returns it, its lr and the valid
+    score of every lr."""
+    best: tuple[tuple[float, float], float, DisentangledSSL] | None = None
     scores: dict[str, float] = {}
     for lr in lrs or (config.lr,):
         est = _estimator(config, seed, method=method, epochs=config.shared_epochs, lr=lr,
                          modalities=kinds).fit(*train.views)
         probes = _probes(est, train, valid)
         scores[repr(lr)] = score = probes.get("both", probes["shared"])
-        if best is None or score > best[0]:
-            best = (score, lr, est)
+        final_loss = float(list(est.history_.values())[-1][-1]["loss"])
+        key = (round(score, 9), -final_loss)
+        if best is None or key > best[0]:
+            best = (key, lr, est)
     assert best is not None
     return best[2], best[1], scores
 
