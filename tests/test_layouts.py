@@ -23,12 +23,7 @@ SMALL = dict(epochs=1, shared_dim=8, specific_dim=6, hidden_dim=16, batch_size=1
              random_state=0, verbose=False, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread
 
 
 def _n_params(module: nn.Module) -> int:

@@ -368,7 +368,12 @@ def loss_curves_figure(curves: Mapping[str, Sequence[Mapping[str, Sequence[float
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        n_epochs = max(len(losses) for losses in runs)
+        ax.set_xlim(0.5, n_epochs + 0.5)
+        if n_epochs <= 10:
+            ax.set_xticks(range(1, n_epochs + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if len(runs) > 1:
             ax.legend(fontsize=7)
@@ -541,17 +546,25 @@ def _select_dials(config: RealBenchmarkConfig, seed: int, train: MultimodalData,
                   lams: Sequence[float], lrs: Sequence[float] = ()
                   ) -> tuple[DisentangledSSL, float, float, float]:
     """β and the learning rate by the shared-code probe on the valid split (step 1 once per
-    (lr, β)), then λ by the shared + specific probe on valid (step 2 per λ on the chosen
-    step 1, same lr); never the test split. Returns the chosen model (trained on train), β,
-    λ and the lr (``lrs`` empty: ``config.lr``)."""
+    (β, lr); a tie between lrs at one β goes to the lower step-1 loss), then λ by the
+    shared + specific probe on valid (step 2 per λ on the chosen step 1, same lr); never the
+    test split. Returns the chosen model (trained on train), β, λ and the lr (``lrs`` empty:
+    ``config.lr``)."""
     best_beta: tuple[float, float, float, DisentangledSSL] | None = None
-    for lr in lrs or (config.lr,):
-        for beta in betas:
+    for beta in betas:
+        best_lr: tuple[tuple[float, float], float, DisentangledSSL] | None = None
+        for lr in lrs or (config.lr,):
             est = _estimator(config, seed, beta=beta, lr=lr, modalities=kinds
                              ).fit_shared(*train.views)
             score = _probes(est, train, valid)["shared"]  # step 1 only: the shared probe
-            if best_beta is None or score > best_beta[0]:
-                best_beta = (score, beta, lr, est)
+            # A tie between lrs (a saturated probe) goes to the lower step-1 loss (the same
+            # objective at one β, so comparable).
+            key = (round(score, 9), -float(est.history_["shared"][-1]["loss"]))
+            if best_lr is None or key > best_lr[0]:
+                best_lr = (key, lr, est)
+        assert best_lr is not None
+        if best_beta is None or best_lr[0][0] > best_beta[0]:
+            best_beta = (best_lr[0][0], beta, best_lr[1], best_lr[2])
     assert best_beta is not None
     _, beta, lr, shared_model = best_beta
     best: tuple[float, float, DisentangledSSL] | None = None
