@@ -462,7 +462,7 @@ CASES = [
          "unsupported file type '.xlsx' for {tmp}/sheet.xlsx; use .npy, .npz (file.npz:key) "
          "or .csv",
          cli_message="unsupported file type '.xlsx' for {tmp}/sheet.xlsx; use .npy, .npz, "
-         ".csv, .tsv, .parquet or .h5ad"),
+         ".csv, .tsv, .parquet, .h5ad or .h5mu (cells.h5mu:MODALITY)"),
     Case("pickle_in_npy", _pickled_npy, _fit_argv("{tmp}/evil.npy"),
          lambda tmp, base: read_array(tmp / "evil.npy"),
          "{tmp}/evil.npy holds Python objects (pickled data); it is refused because "

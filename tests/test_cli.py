@@ -114,7 +114,7 @@ def test_every_command_module_registers_its_commands_in_order():
     from disentangled_ssl.cli.main import COMMAND_MODULES
 
     assert [m.rsplit(".", 1)[1] for m in COMMAND_MODULES] == [
-        "fit", "reproduce", "compare", "sweep", "benchmark"]
+        "fit", "reproduce", "compare", "sweep", "benchmark", "counterfactual"]
     commands = list(build_parser()._subparsers._group_actions[0].choices)
     assert commands[:6] == ["generate", "fit", "transform", "evaluate", "reproduce", "compare"]
     assert {"sweep", "select", "benchmark"} <= set(commands[6:])

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "disentangled_ssl.cli.compare",
     "disentangled_ssl.cli.sweep",
     "disentangled_ssl.cli.benchmark",
+    "disentangled_ssl.cli.counterfactual",
 )
 
 

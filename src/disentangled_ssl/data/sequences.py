@@ -27,8 +27,8 @@ def pack_lengths(values: object, lengths: object, name: str = "the sequences") -
     Raises:
         DSSLError: shapes that disagree, lengths outside 0..T or not integers.
     """
-    v = values if isinstance(values, Tensor) else torch.from_numpy(np.asarray(values))
-    n = lengths if isinstance(lengths, Tensor) else torch.from_numpy(np.asarray(lengths))
+    v = values if isinstance(values, Tensor) else torch.from_numpy(np.ascontiguousarray(values))
+    n = lengths if isinstance(lengths, Tensor) else torch.from_numpy(np.ascontiguousarray(lengths))
     if v.dim() != 3:
         raise DSSLError(f"{name}: values with lengths must be (rows, time steps, features), got "
                         f"shape {tuple(v.shape)}")

@@ -3,6 +3,9 @@
 Z1, Zs, Z2 ~ N(0, variance·I); X1 = [Z1, Zs]·T1 and X2 = [Z2, Zs]·T2 with T ~ U(-1, 1); three
 balanced binary labels y1 = f1(Z1), yc = fc(Zs), y2 = f2(Z2), where each f is a frozen random
 two-layer ReLU MLP plus N(0, label_noise) noise, thresholded at its median.
+
+The latents and the mixing matrices come back with the data, so the true counterfactual of a
+pair of rows is known (:func:`true_counterfactual`).
 """
 
 from __future__ import annotations
@@ -26,12 +29,16 @@ class PairedData:
         x2: modality-2 features, shape (n, d2), float32.
         labels: name -> integer label vector of shape (n,).
         latents: name -> latent factor matrix (n, k); empty for real data.
+        mixing: name -> a matrix of the generator that is the same for every row (the
+            synthetic generator's ``t1``, ``t2``: X1 = [Z1, Zs]·T1, X2 = [Z2, Zs]·T2); empty for
+            real data. Kept whole by :meth:`subset` and :meth:`split`.
     """
 
     x1: np.ndarray
     x2: np.ndarray
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     latents: dict[str, np.ndarray] = field(default_factory=dict)
+    mixing: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.x1.shape[0])
@@ -43,6 +50,7 @@ class PairedData:
             self.x2[index],
             {k: v[index] for k, v in self.labels.items()},
             {k: v[index] for k, v in self.latents.items()},
+            dict(self.mixing),
         )
 
     def split(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[PairedData, PairedData]:
@@ -114,8 +122,9 @@ def make_synthetic(
 
     Returns:
         :class:`PairedData` with ``x1`` (n, x_dim1), ``x2`` (n, x_dim2) float32, labels
-        ``y1`` (from Z1), ``yc`` (from Zs), ``y2`` (from Z2), each balanced 0/1, and latents
-        ``z1``, ``zs``, ``z2``.
+        ``y1`` (from Z1), ``yc`` (from Zs), ``y2`` (from Z2), each balanced 0/1, latents
+        ``z1``, ``zs``, ``z2`` (float32) and the mixing matrices ``mixing["t1"]``
+        ((private_dim1 + shared_dim, x_dim1)) and ``mixing["t2"]`` (float64, as drawn).
 
     Example:
         >>> data = make_synthetic(n_samples=1000, seed=0)
@@ -163,7 +172,66 @@ def make_synthetic(
         labels=labels,
         latents={"z1": z1.astype(np.float32), "zs": zs.astype(np.float32),
                  "z2": z2.astype(np.float32)},
+        mixing={"t1": t1, "t2": t2},
     )
+
+
+def true_counterfactual(data: PairedData, specific_rows: object, shared_rows: object
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The true counterfactuals of the synthetic generator, row by row: what modality 1 of row
+    ``specific_rows[k]`` would be with the shared latent of row ``shared_rows[k]``,
+    ``[Z1_a, Zs_b]·T1``, and likewise ``[Z2_a, Zs_b]·T2`` for modality 2.
+
+    Args:
+        data: data from :func:`make_synthetic` (or a ``subset``/``split`` of it, or
+            :meth:`SyntheticStream.sample`), with latents ``z1``, ``zs``, ``z2`` and
+            ``mixing`` ``t1``, ``t2``.
+        specific_rows, shared_rows: (k,) integer row indices into ``data`` (equal lengths):
+            row ``a`` gives the private latents, row ``b`` the shared latent.
+
+    Returns:
+        ``(x1, x2)``, float32 arrays of shape (k, x_dim1) and (k, x_dim2). With
+        ``shared_rows = specific_rows`` they are ``data.x1``/``data.x2`` at those rows (to
+        float32 rounding: the latents are stored as float32, the generator mixed them in
+        float64).
+
+    Raises:
+        DSSLError: data without the generator's latents or mixing matrices, or row indices
+            that are not integers in range, or of different lengths.
+
+    Example:
+        >>> data = make_synthetic(n_samples=100, seed=0)
+        >>> x1, x2 = true_counterfactual(data, [0, 1], [1, 0])
+        >>> x1.shape, bool(abs(true_counterfactual(data, [3], [3])[0] - data.x1[3]).max() < 1e-4)
+        ((2, 100), True)
+    """
+    missing = [k for k in ("z1", "zs", "z2") if k not in data.latents] + [
+        k for k in ("t1", "t2") if k not in data.mixing]
+    if missing:
+        raise DSSLError(f"true_counterfactual needs the synthetic generator's latents and mixing "
+                        f"matrices, but the data lacks {', '.join(missing)}; make it with "
+                        "make_synthetic(...) (or SyntheticStream.sample)")
+    a, b = (_rows(rows, len(data), name) for rows, name in
+            ((specific_rows, "specific_rows"), (shared_rows, "shared_rows")))
+    if a.shape != b.shape:
+        raise DSSLError(f"specific_rows has {a.shape[0]} rows but shared_rows has {b.shape[0]}; "
+                        "give one shared row per specific row")
+    zs = data.latents["zs"][b].astype(np.float64)
+    out = []
+    for private, mixing in (("z1", "t1"), ("z2", "t2")):
+        z = np.concatenate([data.latents[private][a].astype(np.float64), zs], axis=1)
+        out.append((z @ data.mixing[mixing]).astype(np.float32))
+    return out[0], out[1]
+
+
+def _rows(rows: object, n: int, name: str) -> np.ndarray:
+    index = np.asarray(rows)
+    if index.ndim != 1 or not (np.issubdtype(index.dtype, np.integer) or index.size == 0):
+        raise DSSLError(f"{name} must be a 1-D array of integer row indices, got shape "
+                        f"{index.shape} and dtype {index.dtype}")
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise DSSLError(f"{name} has a row index outside the data's {n} rows")
+    return index.astype(np.int64)
 
 
 class SyntheticStream(torch.utils.data.IterableDataset):
@@ -239,4 +307,6 @@ class SyntheticStream(torch.utils.data.IterableDataset):
         labels = {name: (self._score(k, z[k]) >= self._thresholds[k]).long().numpy()
                   for k, name in enumerate(LABEL_NAMES)}
         return PairedData(x1.numpy(), x2.numpy(), labels,
-                          {"z1": z[0].numpy(), "zs": z[1].numpy(), "z2": z[2].numpy()})
+                          {"z1": z[0].numpy(), "zs": z[1].numpy(), "z2": z[2].numpy()},
+                          {"t1": self.t1.numpy().astype(np.float64),
+                           "t2": self.t2.numpy().astype(np.float64)})

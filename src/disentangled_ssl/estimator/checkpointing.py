@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
     from disentangled_ssl.estimator.estimator import DisentangledSSL, PreparedStage
 
-#: Parameters that may differ between a run and its resumption.
-RESUME_MAY_DIFFER = ("device", "verbose", "checkpoint_dir")
+#: Parameters that may differ between a run and its resumption (the decoders are trained
+#: after the checkpointed stages and never checkpointed).
+RESUME_MAY_DIFFER = ("device", "verbose", "checkpoint_dir", "decoder_epochs", "decoder_lr")
 
 
 def run_params(est: DisentangledSSL) -> dict[str, object]:

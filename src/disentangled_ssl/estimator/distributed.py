@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from disentangled_ssl._errors import DSSLError
+from disentangled_ssl.estimator.counterfactual import check_decoder_kinds, fit_decoders
 from disentangled_ssl.estimator.estimator import DisentangledSSL, as_views
 from disentangled_ssl.training.distributed import (
     DistributedContext,
@@ -28,7 +29,9 @@ def fit_distributed(estimator: DisentangledSSL, X1: object, X2: object = None, *
 
     Every process calls it with the same arrays and settings; ``estimator.batch_size`` is the
     global batch (split evenly over the processes). The estimator's ``device`` is set to the
-    process's device. Afterwards every process holds the same fitted model.
+    process's device. Afterwards every process holds the same fitted model. With
+    ``decoder_epochs > 0`` every process then trains the decoders on all rows by itself (not
+    data-parallel).
 
     Args:
         estimator: a DisentangledSSL estimator (a method whose losses can gather).
@@ -65,8 +68,12 @@ def fit_distributed(estimator: DisentangledSSL, X1: object, X2: object = None, *
         if not isinstance(data, list):
             raise DSSLError("fit_distributed trains on arrays held by every process; data "
                             "loaders are not supported there yet: pass the arrays")
+        if estimator.decoder_epochs > 0:  # refuse undecodable kinds before any training
+            check_decoder_kinds(estimator, "decoder_epochs > 0")
         if epochs == 0:
             continue
         config = dataclasses.replace(config, progress=config.progress and ctx.is_main)
         estimator.history_[name] = train_stage(distributed_stage(stage, ctx), data, config)
+    if estimator.decoder_epochs > 0:  # cheap next to the encoders: every process, all rows
+        fit_decoders(estimator, views)
     return estimator

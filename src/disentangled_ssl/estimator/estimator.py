@@ -41,6 +41,15 @@ from disentangled_ssl.estimator.checkpointing import (
     resume_fit,
     train_with_checkpoints,
 )
+from disentangled_ssl.estimator.counterfactual import (
+    check_decodable,
+    check_decoder_kinds,
+    check_decoder_settings,
+    counterfactual,
+    drop_decoders,
+    fit_decoders,
+    predict_modality,
+)
 from disentangled_ssl.estimator.embeddings import Embeddings
 from disentangled_ssl.estimator.inputs import (
     Inputs,
@@ -193,10 +202,21 @@ class DisentangledSSL(BaseEstimator):
             private log-variances, shared means and shared log-variances; factorcl: the
             kind's backbone (for vectors the MLP's hidden layers) with a linear shared head
             and a linear unique head. Not with custom encoders. See ``docs/baselines.md``.
+        decoder_epochs: epochs of the decoders from ``[shared_i, specific_i]`` back to each
+            modality, trained by ``fit`` (and ``fit_specific``) after the encoders, with the
+            encoders frozen (0, the default: no decoders; ``fit_decoders`` trains them on a
+            fitted model). They give ``counterfactual`` and ``predict_modality``; for vector
+            and sequence modalities and methods with specific codes. See
+            ``docs/counterfactuals.md``.
+        decoder_lr: Adam learning rate of the decoders (cosine-annealed over
+            ``decoder_epochs``).
 
     Attributes (after fit):
         model_: the :class:`~disentangled_ssl.models.MultimodalModel`.
-        history_: stage name -> per-epoch dicts of every loss term.
+        history_: stage name -> per-epoch dicts of every loss term (``"decoder"``: the
+            decoders' per-modality mean squared errors ``mse1``, ``mse2``, ...).
+        decoders_: with decoders (``decoder_epochs > 0`` or :meth:`fit_decoders`), the
+            :class:`~disentangled_ssl.methods.decoder.CodeDecoders`; absent otherwise.
         n_features_in_: features per modality (flattened).
         modalities_: the resolved kind of each modality (with its shape).
         seed_: the seed used.
@@ -246,6 +266,8 @@ class DisentangledSSL(BaseEstimator):
         num_workers: int = 0,
         log_dir: str | None = None,
         encoder_layout: str = "separate",
+        decoder_epochs: int = 0,
+        decoder_lr: float = 1e-3,
     ) -> None:
         self.beta = beta
         self.lam = lam
@@ -281,6 +303,8 @@ class DisentangledSSL(BaseEstimator):
         self.num_workers = num_workers
         self.log_dir = log_dir
         self.encoder_layout = encoder_layout
+        self.decoder_epochs = decoder_epochs
+        self.decoder_lr = decoder_lr
 
     # ------------------------------------------------------------------ validation
     def validate_params(self) -> None:
@@ -343,6 +367,7 @@ class DisentangledSSL(BaseEstimator):
         check_positive_int("num_workers", self.num_workers, allow_zero=True)
         if self.log_dir is not None and not isinstance(self.log_dir, (str, os.PathLike)):
             raise DSSLError(f"log_dir must be a folder path, got {self.log_dir!r}")
+        check_decoder_settings(self)
 
     def validate_views(self, views: tuple[object, ...] | list[object], *, fitting: bool
                        ) -> list[torch.Tensor]:
@@ -510,6 +535,7 @@ class DisentangledSSL(BaseEstimator):
                 raise DSSLError(f"stage {name!r} has 0 epochs (specific_epochs=0): nothing to "
                                 "train; set specific_epochs > 0")
         self._device = resolve_device(self.device)
+        drop_decoders(self)  # trained on the encoders this stage replaces
         seed = self.seed_ + spec.stage_names.index(name)
         train, held = self._split(self._read(views, seed), validation, seed)
         train = self._start(train) if first else self._continue(name, train)
@@ -657,11 +683,20 @@ class DisentangledSSL(BaseEstimator):
         views = as_views(X1, X2, more, "fit")
         checkpoint = checkpoint_to_resume(self, resume)
         if checkpoint is not None:
-            return resume_fit(self, checkpoint, views, validation)
-        for name, epochs in self._planned_stages():
-            prepared = self.prepare_stage(name, views, validation=validation)
-            if epochs > 0:
-                self._train(prepared)
+            resume_fit(self, checkpoint, views, validation)
+        else:
+            for name, epochs in self._planned_stages():
+                prepared = self.prepare_stage(name, views, validation=validation)
+                if self.decoder_epochs > 0:  # refuse undecodable kinds before any training
+                    check_decoder_kinds(self, "decoder_epochs > 0")
+                if epochs > 0:
+                    self._train(prepared)
+        return self._then_decoders(views, validation)
+
+    def _then_decoders(self, views: tuple, validation: object) -> DisentangledSSL:
+        """Train the decoders after the encoders when ``decoder_epochs > 0``."""
+        if self.decoder_epochs > 0:
+            fit_decoders(self, views, validation=validation)
         return self
 
     def _planned_stages(self) -> list[tuple[str, int]]:
@@ -699,9 +734,40 @@ class DisentangledSSL(BaseEstimator):
             DSSLError: not fitted, other feature counts, or ``specific_epochs=0``.
         """
         self._require_two_step("fit_specific")
-        self._train(self.prepare_stage(self._spec().stage_names[1],
-                                       as_views(X1, X2, more, "fit_specific"),
+        views = as_views(X1, X2, more, "fit_specific")
+        self._train(self.prepare_stage(self._spec().stage_names[1], views,
                                        validation=validation))
+        return self._then_decoders(views, validation)
+
+    def fit_decoders(self, X1: object, X2: object = None, *more: object,
+                     epochs: int | None = None, validation: object = None) -> DisentangledSSL:
+        """Train, per modality i, a decoder from ``[shared_i, specific_i]`` back to ``x_i`` on
+        the fitted, frozen encoders (they are not changed); returns ``self``.
+
+        The codes are standardised per dimension with their mean and std over these rows
+        (kept with the decoders). Vectors: an MLP (``hidden_dim`` × ``n_hidden_layers``),
+        mean squared error; sequences: the sequence Transformer decoder, mean squared error
+        over the valid steps of padded rows. With ``standardize=True`` the loss is computed
+        on standardised features and outputs come back in the input's units. Trained through
+        the one loop as the stage ``"decoder"`` (``history_["decoder"]``; seeded from
+        ``seed_``, ``batch_size``, ``decoder_lr``, validation and early stopping as for the
+        encoders; no checkpoints). Calling it again replaces the decoders; refitting an
+        encoder stage drops them.
+
+        Args:
+            X1, X2 (, …): the rows to train on, as ``fit`` takes them (arrays, a list of
+                them, a ``Dataset``, a ``DataLoader``).
+            epochs: epochs (None: ``decoder_epochs``).
+            validation: held-out data, as in ``fit``.
+
+        Raises:
+            DSSLError: not fitted; a method without specific codes (clip, simclr) or an
+                untrained specific step; a modality kind without a decoder (image, tokens);
+                bad views; no positive number of epochs.
+        """
+        check_decodable(self, "fit_decoders")
+        fit_decoders(self, as_views(X1, X2, more, "fit_decoders"), epochs=epochs,
+                     validation=validation)
         return self
 
     def with_params(self, **params: object) -> DisentangledSSL:
@@ -788,6 +854,60 @@ class DisentangledSSL(BaseEstimator):
             [np.concatenate(s) for s in specific] if with_specific else [],
             method=self.method,
         )
+
+    def counterfactual(self, specific_from: list[object] | tuple[object, ...],
+                       shared_from: list[object] | tuple[object, ...], *,
+                       batch_size: int = 8192) -> list[np.ndarray]:
+        """What each modality of the samples ``specific_from`` would look like with the shared
+        content of the samples ``shared_from``, row by row.
+
+        Row k of modality i is ``decoder_i(shared_i(b_k), specific_i(a_k))`` with
+        ``a = specific_from`` and ``b = shared_from``: the decoder of modality i reading the
+        shared code of sample b and the specific code of sample a. With ``shared_from =
+        specific_from`` it is the reconstruction.
+
+        Args:
+            specific_from: ``[X1a, X2a, ...]``, one (n, ...) array per modality (paired rows).
+            shared_from: ``[X1b, X2b, ...]``, the same shapes and the same n.
+            batch_size: rows per forward pass.
+
+        Returns:
+            One float32 array per modality, of the modality's shape ((n, d) vectors, (n, T, d)
+            sequences: every step decoded, padding included), in the input's units.
+
+        Raises:
+            DSSLError: no decoders (fit with ``decoder_epochs > 0`` or call
+                :meth:`fit_decoders`), a wrong number of views, views of different row
+                counts, or views the model cannot read.
+        """
+        return counterfactual(self, specific_from, shared_from, batch_size=batch_size)
+
+    def predict_modality(self, X: object, *, source: int, target: int,
+                         batch_size: int = 8192) -> np.ndarray:
+        """Cross-modal prediction: modality ``target`` decoded from modality ``source``'s
+        rows, through ``source``'s shared code.
+
+        The decoder of ``target`` reads ``[shared_source(x), s̄_target]``: the shared code of
+        ``source`` in place of ``target``'s own (each standardised with its own modality's
+        training statistics), and for ``target``'s specific code, which ``source`` cannot
+        tell, its mean over the rows the decoders were trained on (stored with the
+        decoders). For the paper's generator the best such prediction is ``[0, Zs]·T2``
+        (``E[x2 | x1]``), not ``x2`` itself.
+
+        Args:
+            X: (n, ...) rows of modality ``source`` (a padded sequence may be
+                ``(values, lengths)``).
+            source, target: modality numbers, 1-based (1 for ``x1``, 2 for ``x2``).
+            batch_size: rows per forward pass.
+
+        Returns:
+            (n, ...) float32 predictions of modality ``target``, in its input units.
+
+        Raises:
+            DSSLError: no decoders, modality numbers out of range, or rows the model cannot
+                read.
+        """
+        return predict_modality(self, X, source=source, target=target, batch_size=batch_size)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:

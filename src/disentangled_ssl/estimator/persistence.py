@@ -2,8 +2,10 @@
 
 A saved model is a folder with ``config.json`` (the estimator's parameters, feature counts,
 seed, history, and the SHA-256 of the weights) and ``model.safetensors`` (the weights; nothing
-is pickled). :func:`load_model` verifies the weights against the recorded digest, so a
-damaged or swapped file is a :class:`~disentangled_ssl.DSSLError` naming the file.
+is pickled), plus ``decoders.safetensors`` when the model has decoders (``decoders_``; its
+digest is in ``config.json`` too, and a model without decoders has no such file).
+:func:`load_model` verifies the weights against the recorded digests, so a damaged or swapped
+file is a :class:`~disentangled_ssl.DSSLError` naming the file.
 
 :func:`save_model` writes the new folder under a temporary name and then swaps it into place:
 on Linux with one atomic ``renameat2(RENAME_EXCHANGE)``, so the path always holds either the
@@ -31,10 +33,11 @@ from disentangled_ssl._errors import DSSLError
 from disentangled_ssl._io import fsync_dir
 from disentangled_ssl._version import __version__
 from disentangled_ssl.estimator.checkpointing import restore_from
+from disentangled_ssl.estimator.counterfactual import build_decoders
 from disentangled_ssl.nn.custom import check_same_encoders, json_safe_params
 from disentangled_ssl.nn.modalities import modality_from_dict
 from disentangled_ssl.training.checkpoint import checkpoint_path, load_checkpoint
-from disentangled_ssl.training.loop import resolve_device
+from disentangled_ssl.training.loop import resolve_device, rng_fork
 
 if TYPE_CHECKING:
     from disentangled_ssl.estimator.estimator import DisentangledSSL
@@ -43,6 +46,7 @@ MODEL_FORMAT = "disentangled-ssl-model"
 MODEL_FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+DECODERS_NAME = "decoders.safetensors"
 
 
 def file_sha256(path: Path) -> str:
@@ -106,6 +110,11 @@ def save_model(est: DisentangledSSL, path: str | os.PathLike[str], *,
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in est.model_.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": MODEL_FORMAT})
+        decoders = getattr(est, "decoders_", None)
+        if decoders is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in
+                       decoders.state_dict().items()}, str(tmp / DECODERS_NAME),
+                      metadata={"format": MODEL_FORMAT})
         config = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
@@ -117,6 +126,9 @@ def save_model(est: DisentangledSSL, path: str | os.PathLike[str], *,
             "history": est.history_,
             "weights_sha256": file_sha256(tmp / WEIGHTS_NAME),
         }
+        if decoders is not None:
+            config["decoders"] = {"file": DECODERS_NAME,
+                                  "sha256": file_sha256(tmp / DECODERS_NAME)}
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
         _fsync_tree(tmp)
         replace_folder(tmp, target)
@@ -152,8 +164,9 @@ def read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _verify_weights(weights_path: Path, config: dict[str, Any]) -> None:
-    expected = config.get("weights_sha256")
+def _verify_weights(weights_path: Path, config: dict[str, Any],
+                    expected: str | None = None) -> None:
+    expected = expected if expected is not None else config.get("weights_sha256")
     if expected is None:  # written before digests were recorded
         return
     if file_sha256(weights_path) != expected:
@@ -208,7 +221,33 @@ def load_model(cls: type[DisentangledSSL], path: str | os.PathLike[str], *,
         mismatch=f"{weights_path} does not match the architecture in {config_path} "
         "(tampered or mixed-up files)",
     ).eval()
+    if config.get("decoders") is not None:
+        _load_decoders(est, folder, config)
     return est
+
+
+def _load_decoders(est: DisentangledSSL, folder: Path, config: dict[str, Any]) -> None:
+    """``est.decoders_`` from ``decoders.safetensors``, verified against its recorded digest."""
+    entry = config["decoders"]
+    path = folder / DECODERS_NAME
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise DSSLError(f"{folder / CONFIG_NAME} has an invalid 'decoders' entry: {entry!r}")
+    if not path.is_file():
+        raise DSSLError(f"{folder} records decoders but {DECODERS_NAME} is missing; restore "
+                        "the file, or save the model again")
+    _verify_weights(path, config, entry["sha256"])
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types on corrupt files
+        raise DSSLError(f"{path} is not a readable safetensors file: {exc}") from exc
+    with rng_fork(est._device):  # the initial weights are overwritten: leave the RNG alone
+        decoders = build_decoders(est)
+    try:
+        decoders.load_state_dict(state)
+    except RuntimeError as exc:
+        raise DSSLError(f"{path} does not match the decoders of the settings in "
+                        f"{folder / CONFIG_NAME} (tampered or mixed-up files)") from exc
+    est.decoders_ = decoders.to(est._device).eval()
 
 
 def model_from_checkpoint(cls: type[DisentangledSSL], checkpoint_dir: str | os.PathLike[str],
