@@ -411,7 +411,7 @@ def retrieval_grid(images: np.ndarray, captions: Sequence[str], queries: np.ndar
     picks = [int(np.flatnonzero(groups == g)[0]) for g in dict.fromkeys(groups.tolist())]
     cols = 3
     n_rows = -(-len(picks) // cols)
-    fig = new_figure((5.2 * cols, 1.25 * n_rows + 0.6))
+    fig = new_figure((6.0 * cols, 1.25 * n_rows + 0.6))
     grid = fig.add_gridspec(n_rows, 2 * cols, width_ratios=[1, 4] * cols)
     for k, i in enumerate(picks):
         r, c = divmod(k, cols)
@@ -425,7 +425,7 @@ def retrieval_grid(images: np.ndarray, captions: Sequence[str], queries: np.ndar
         ax_txt.text(0.0, 0.98, f"{groups[i]} (true caption rank {rank})", fontsize=7.5,
                     va="top", style="italic", transform=ax_txt.transAxes)
         for j, item in enumerate(order[:top]):
-            text = captions[item] if len(captions[item]) <= 48 else captions[item][:47] + "…"
+            text = captions[item] if len(captions[item]) <= 44 else captions[item][:43] + "…"
             ax_txt.text(0.0, 0.74 - 0.24 * j, f"{j + 1}. {text}", fontsize=8, va="top",
                         color="tab:green" if item == i else "0.35",
                         weight="bold" if item == i else "normal", transform=ax_txt.transAxes)
