@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from disentangled_ssl._io import write_bytes_atomic
 from disentangled_ssl.experiments.paper import FIGURE_3A, PAPER_FIG3B_DSSL
@@ -148,9 +149,10 @@ def plot_compare(points: Mapping[str, Sequence[Mapping[str, Any]]],
         ax.errorbar(xs, ys, xerr=[p["own"][1] for p in pts], yerr=[p["leak"][1] for p in pts],
                     fmt=marker + "-", color=color, capsize=2, lw=1.2, ms=6, label=label,
                     mfc="none" if hollow else color)
-        for p, x, y in zip(pts, xs, ys):
-            if p["value"] is not None:
-                ax.annotate(f"{p['value']:g}", (x, y), fontsize=6, xytext=(4, 3),
+        for k, (p, x, y) in enumerate(zip(pts, xs, ys)):
+            if p["value"] is not None:  # alternating offsets: close points stay readable
+                ax.annotate(f"{p['value']:g}", (x, y), fontsize=6,
+                            xytext=[(5, 4), (5, -10), (-24, 4)][k % 3],
                             textcoords="offset points", color=color)
     if show_paper and (own_label, leak_label) == ("y1", "yc"):
         ref = PAPER_FIG3B_DSSL
@@ -159,6 +161,72 @@ def plot_compare(points: Mapping[str, Sequence[Mapping[str, Any]]],
                     alpha=0.5, ms=11, capsize=3, label="DisentangledSSL, paper Fig. 3b (≈)")
     _finish_coverage_leakage(fig, ax, path, f"modality-1 code: accuracy on {own_label}",
                              f"accuracy on {leak_label}")
+
+
+def plot_loss_curves(curves: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
+                     title: str = "Training loss per epoch (dashed: validation loss)") -> None:
+    """``dssl compare``'s loss curves: one panel per method (per step for DisentangledSSL),
+    the total training loss per epoch of every run, one colour per dial value (its seeds in
+    the same colour), the validation loss dashed when recorded, on a log y axis where every
+    value is positive and they span more than a factor 5. Under each panel, the same runs
+    as ``(L - L[last]) / (max L - min L)`` (0: the final value; the first epochs, which
+    hold most of the fall, are cut off at 0.3), so that the end of every curve is visible
+    whatever its dial's scale.
+
+    Args:
+        curves: one dict per run and stage: ``panel`` (its title), ``label`` (dial value),
+            ``seed``, ``lr``, ``loss`` (per-epoch training loss) and ``val_loss`` (or None).
+    """
+    panels: dict[str, list[Mapping[str, Any]]] = {}
+    for c in curves:
+        panels.setdefault(c["panel"], []).append(c)
+    n = max(len(panels), 1)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig = new_figure((4.8 * cols, 5.6 * rows))
+    grid = fig.subplots(2 * rows, cols, squeeze=False,
+                        gridspec_kw={"height_ratios": [1.4, 1.0] * rows})
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+              "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]
+    for k, (panel, runs) in enumerate(panels.items()):
+        ax, rel = grid[2 * (k // cols), k % cols], grid[2 * (k // cols) + 1, k % cols]
+        labels = list(dict.fromkeys(c["label"] for c in runs))
+        values = [v for c in runs for v in [*c["loss"], *(c["val_loss"] or [])]]
+        for c in runs:
+            color = colors[labels.index(c["label"]) % len(colors)]
+            epochs = np.arange(1, len(c["loss"]) + 1)
+            first = c is next(r for r in runs if r["label"] == c["label"])
+            loss = np.asarray(c["loss"], dtype=float)
+            ax.plot(epochs, loss, "-", color=color, lw=1.1, alpha=0.8,
+                    label=c["label"] if first else None)
+            if c["val_loss"]:
+                ax.plot(epochs, c["val_loss"], "--", color=color, lw=1.0, alpha=0.7)
+            span = float(loss.max() - loss.min())
+            if span > 0:
+                rel.plot(epochs, (loss - loss[-1]) / span, "-", color=color, lw=1.0,
+                         alpha=0.8)
+        if values and min(values) > 0 and max(values) / min(values) > 5:
+            ax.set_yscale("log")
+        lrs = sorted({float(c["lr"]) for c in runs})
+        seeds = sorted({c["seed"] for c in runs})
+        ax.set_title(f"{panel}\nlr {', '.join(f'{v:g}' for v in lrs)}; seeds "
+                     f"{', '.join(map(str, seeds))}", fontsize=9)
+        ax.set_ylabel("training loss", fontsize=8)
+        ax.legend(fontsize=7, loc="best")
+        rel.axhline(0.0, color="grey", lw=0.8)
+        rel.set_ylim(-0.06, 0.3)
+        rel.set_ylabel("(L − L[last]) / range", fontsize=8)
+        rel.set_xlabel("epoch", fontsize=8)
+        for a in (ax, rel):
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))
+            a.tick_params(labelsize=7)
+            a.grid(alpha=0.3, which="both")
+    for k in range(len(panels), rows * cols):
+        grid[2 * (k // cols), k % cols].set_visible(False)
+        grid[2 * (k // cols) + 1, k % cols].set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_png(fig, path)
 
 
 def _band(ax: Any, x: Sequence[float], cfgs: Sequence[Config], metric: str, **style: Any
