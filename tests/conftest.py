@@ -33,6 +33,16 @@ def x86_cpu(monkeypatch):
     return fake
 
 
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """:func:`one_thread` for a whole module, module-scoped fixtures that train included
+    (``pytestmark = pytest.mark.usefixtures("one_thread_module")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def one_thread():
     """One intra-op thread for the test (restored after it): small Transformers and CNNs are

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from disentangled_ssl import DSSLError, make_synthetic
 from disentangled_ssl.cli import main
@@ -22,13 +21,7 @@ from disentangled_ssl.experiments.compare import (
 )
 from disentangled_ssl.experiments.results import configs
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # conftest
 
 
 # ------------------------------------------------------------------ planning

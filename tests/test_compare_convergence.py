@@ -27,12 +27,7 @@ from disentangled_ssl.experiments.compare import (
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # conftest
 
 
 @pytest.fixture(scope="module")
@@ -198,15 +193,20 @@ def test_lr_is_chosen_by_the_validation_probe(tiny_npz, tmp_path, capsys):
     # the training rows (480) split 360 / 120; the test rows are not among them
     sel_run = json.loads((out / "selection" / "run.json").read_text())
     assert (sel_run["n_train"], sel_run["n_validation"]) == (360, 120)
+    curves = _csv(out / "loss_curves.csv")
     chosen = {}
     for method, code in (("joint", "specific1"), ("clip", "shared1")):
         scores = {}
-        for lr in ("0.0001", "0.003"):
+        for k, lr in enumerate(("0.0001", "0.003")):
             accs = [float(r["accuracy"]) for r in selection if r["method"] == method
                     and r["lr"] == lr and r["representation"] == code and r["label"] == "y1"]
             assert len(accs) == (2 if method == "joint" else 1)  # every dial value
-            scores[float(lr)] = np.mean(accs)
-        best = max(scores, key=lambda v: (scores[v], -v))  # the first candidate on a tie
+            final = [float(r["value"]) for r in curves if r["phase"] == "selection"
+                     and r["method"] == method and r["lr"] == lr and r["term"] == "loss"
+                     and r["epoch"] == "2"]
+            # the mean validation probe; a tie: the lower final loss, then the first lr
+            scores[float(lr)] = (round(np.mean(accs), 9), -np.mean(final), -k)
+        best = max(scores, key=scores.__getitem__)
         chosen[method] = best
         flagged = {float(r["lr"]) for r in selection if r["method"] == method
                    and r["chosen"] == "1"}
@@ -216,7 +216,6 @@ def test_lr_is_chosen_by_the_validation_probe(tiny_npz, tmp_path, capsys):
     for r in results:
         lr = json.loads(r["settings"])["lr"]
         assert lr == chosen.get(r["method"], 2e-4)
-    curves = _csv(out / "loss_curves.csv")
     assert {(r["phase"], r["lr"]) for r in curves if r["method"] == "joint"} == {
         ("selection", "0.0001"), ("selection", "0.003"), ("compare", str(chosen["joint"]))}
     summary = (out / "summary.md").read_text()

@@ -237,13 +237,7 @@ def test_baseline_seeded_runs_are_identical(small_data):
 
 
 # ------------------------------------------------------------------ each method learns
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models on a shared CPU: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # conftest
 
 
 @pytest.fixture(scope="module")
