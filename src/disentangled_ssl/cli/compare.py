@@ -129,8 +129,8 @@ def register(subparsers: Any) -> None:
                    "on the training rows minus a validation split (--select-fraction), and "
                    "the learning rate with the highest validation linear-probe accuracy on "
                    "--own-label of the method's modality-1 code (specific1; shared1 for "
-                   "shared-only methods), averaged over those dial values, wins (the first "
-                   "given on a tie); the test rows are never used to choose. --set "
+                   "shared-only methods), averaged over those dial values, wins (a tie: the "
+                   "lower final training loss); the test rows are never used to choose. --set "
                    "METHOD:lr=V fixes a method's learning rate instead")
     p.add_argument("--select-fraction", type=float, default=0.2,
                    help="share of the training rows held out to choose the learning rate "

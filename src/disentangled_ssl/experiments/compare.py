@@ -600,8 +600,10 @@ def select_lr(config: CompareConfig, train: PairedData,
     ``config.split_seed``); the test rows are never seen. A method's score for a learning rate
     is the mean over its dial values of the validation linear-probe accuracy of
     ``config.own_label`` on its modality-1 code (specific1; shared1 for shared-only methods);
-    the highest score wins (the first candidate on a tie). A learning rate with a diverged
-    run is not eligible. Methods with ``lr`` in ``config.fixed`` keep it.
+    the highest score wins; a tie goes to the lower mean final training loss of the method's
+    own objective (comparable: the same loss at every lr), then to the first candidate. A
+    learning rate with a diverged run is not eligible. Methods with ``lr`` in
+    ``config.fixed`` keep it.
 
     Returns:
         :class:`LRSelection`.
@@ -630,27 +632,33 @@ def select_lr(config: CompareConfig, train: PairedData,
         desc="select lr", run_info={"config": asdict(sel_config), "n_train": len(sub_train),
                                     "n_validation": len(validation)})
     rows = compare_rows(result.rows, sel_config, sel_settings, keys, list(train.labels))
-    scores: dict[str, dict[float, list[float]]] = {}
+    histories = run_histories(records, sel_settings, keys, sel_config.seeds)
+    final_loss = {(h["method"], h["setting"].settings_text): float(
+        list(h["history"].values())[-1][-1]["loss"]) for h in histories
+        if list(h["history"].values())[-1]}
+    scores: dict[str, dict[float, list[tuple[float, float]]]] = {}
     for s in sel_settings:
-        lr = float(s.params["lr"])
         found = [r["accuracy"] for r in rows if r["settings"] == s.settings_text
                  and r["method"] == s.method and r["representation"] == _own_code(s.method)
                  and r["label"] == config.own_label]
-        entry = scores.setdefault(s.method, {}).setdefault(lr, [])
-        entry.append(float(found[0]) if found else float("nan"))
+        scores.setdefault(s.method, {}).setdefault(float(s.params["lr"]), []).append(
+            (float(found[0]) if found else math.nan,
+             final_loss.get((s.method, s.settings_text), math.nan)))
     chosen: dict[str, float] = {}
     for method, by_lr in scores.items():
-        eligible = {lr: float(np.mean(v)) for lr, v in by_lr.items()
-                    if not any(math.isnan(a) for a in v)}
+        # the mean validation probe; a tie goes to the lower final loss of the method's own
+        # objective (the same loss at every lr), then to the first candidate
+        eligible = {lr: (round(float(np.mean([a for a, _ in v])), 9),
+                         -float(np.mean([loss for _, loss in v])), -candidates.index(lr))
+                    for lr, v in by_lr.items() if not any(math.isnan(a) for a, _ in v)}
         if not eligible:
             raise DSSLError(f"{method}: training diverged at every learning rate "
                             f"{list(candidates)}; give smaller ones (see {Path(folder)})")
-        chosen[method] = max(eligible, key=lambda lr: (eligible[lr], -candidates.index(lr)))
+        chosen[method] = max(eligible, key=eligible.__getitem__)
     for r in rows:
         r["lr"] = json.loads(r["settings"])["lr"]
         r["chosen"] = int(chosen.get(r["method"]) == r["lr"])
-    return LRSelection(chosen, rows, run_histories(records, sel_settings, keys,
-                                                   sel_config.seeds), _train_seconds(records))
+    return LRSelection(chosen, rows, histories, _train_seconds(records))
 
 
 def _with_lr(settings: Sequence[Setting], chosen: Mapping[str, float]) -> list[Setting]:
@@ -945,7 +953,8 @@ def _selection_lines(selection: Sequence[Mapping[str, Any]], chosen: Mapping[str
              f"Per method, the learning rate among {{{candidates}}} with the highest mean, "
              f"over the method's dial values, of the validation linear-probe "
              f"accuracy on {own} of its modality-1 code (specific1; shared1 for "
-             f"shared-only methods); seed {config.selection_seed}, {budget}, trained on the "
+             f"shared-only methods), a tie going to the lower final loss of the method's own "
+             f"objective; seed {config.selection_seed}, {budget}, trained on the "
              f"training rows minus a validation split of {config.selection_fraction:g} of "
              f"them (the test rows are never used to choose). Fixed learning rates (`--set "
              f"METHOD:lr=`) are kept.", "",

@@ -154,6 +154,7 @@ def plot_compare(points: Mapping[str, Sequence[Mapping[str, Any]]],
                 ax.annotate(f"{p['value']:g}", (x, y), fontsize=6,
                             xytext=[(5, 4), (5, -10), (-24, 4)][k % 3],
                             textcoords="offset points", color=color)
+    ax.margins(x=0.08, y=0.06)  # room for the dial labels at the edges
     if show_paper and (own_label, leak_label) == ("y1", "yc"):
         ref = PAPER_FIG3B_DSSL
         ax.errorbar([ref["y1"]], [(ref["yc_low"] + ref["yc_high"]) / 2],
@@ -164,7 +165,7 @@ def plot_compare(points: Mapping[str, Sequence[Mapping[str, Any]]],
 
 
 def plot_loss_curves(curves: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
-                     title: str = "Training loss per epoch (dashed: validation loss)") -> None:
+                     title: str | None = None) -> None:
     """``dssl compare``'s loss curves: one panel per method (per step for DisentangledSSL),
     the total training loss per epoch of every run, one colour per dial value (its seeds in
     the same colour), the validation loss dashed when recorded, on a log y axis where every
@@ -176,20 +177,29 @@ def plot_loss_curves(curves: Sequence[Mapping[str, Any]], path: str | os.PathLik
     Args:
         curves: one dict per run and stage: ``panel`` (its title), ``label`` (dial value),
             ``seed``, ``lr``, ``loss`` (per-epoch training loss) and ``val_loss`` (or None).
+        title: the figure's title (default: says what is drawn).
     """
+    if title is None:
+        title = "Training loss per epoch" + (
+            " (dashed: validation loss)" if any(c["val_loss"] for c in curves) else "")
     panels: dict[str, list[Mapping[str, Any]]] = {}
     for c in curves:
         panels.setdefault(c["panel"], []).append(c)
     n = max(len(panels), 1)
     cols = min(3, n)
     rows = -(-n // cols)
-    fig = new_figure((4.8 * cols, 5.6 * rows))
-    grid = fig.subplots(2 * rows, cols, squeeze=False,
-                        gridspec_kw={"height_ratios": [1.4, 1.0] * rows})
+    height = 5.4 * rows
+    fig = new_figure((4.8 * cols, height))
+    outer = fig.add_gridspec(rows, cols, hspace=0.32, wspace=0.3, top=1 - 0.75 / height,
+                             bottom=0.45 / height)
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
               "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]
     for k, (panel, runs) in enumerate(panels.items()):
-        ax, rel = grid[2 * (k // cols), k % cols], grid[2 * (k // cols) + 1, k % cols]
+        pair = outer[k // cols, k % cols].subgridspec(2, 1, height_ratios=[1.4, 1.0],
+                                                      hspace=0.06)
+        ax = fig.add_subplot(pair[0])
+        rel = fig.add_subplot(pair[1], sharex=ax)
+        ax.tick_params(labelbottom=False)
         labels = list(dict.fromkeys(c["label"] for c in runs))
         values = [v for c in runs for v in [*c["loss"], *(c["val_loss"] or [])]]
         for c in runs:
@@ -221,11 +231,7 @@ def plot_loss_curves(curves: Sequence[Mapping[str, Any]], path: str | os.PathLik
             a.xaxis.set_major_locator(MaxNLocator(integer=True))
             a.tick_params(labelsize=7)
             a.grid(alpha=0.3, which="both")
-    for k in range(len(panels), rows * cols):
-        grid[2 * (k // cols), k % cols].set_visible(False)
-        grid[2 * (k // cols) + 1, k % cols].set_visible(False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=10, y=0.995)
     save_png(fig, path)
 
 
