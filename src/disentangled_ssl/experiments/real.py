@@ -248,7 +248,7 @@ def evaluate_kinds_split(train: MultimodalData, test: MultimodalData, label: str
     ``config.kind_epochs`` step-1 / CLIP epochs, ``config.kind_specific_epochs`` step-2
     epochs), plus every row of :func:`evaluate_split` on the views as vectors (its
     DisentangledSSL and CLIP rows renamed ``*_vector``). Returns the scores and, for the
-    figures, the test embeddings and the loss histories."""
+    figures, the test embeddings and the loss curves (:func:`_loss_curves`)."""
     names = [label, *extra_labels]
     y_tr = {n: train.labels[n] for n in names}
     y_te = {n: test.labels[n] for n in names}
@@ -273,7 +273,7 @@ def evaluate_kinds_split(train: MultimodalData, test: MultimodalData, label: str
         "raw": vector["raw"], "random": vector["random"],
     }
     extras = {"shared": (b.shared1, b.shared2), "clip": (cb.shared1, cb.shared2),
-              "history": {"DisentangledSSL": model.history_, "CLIP": clip.history_}}
+              "loss_curves": {"DisentangledSSL": _loss_curves(model), "CLIP": _loss_curves(clip)}}
     return scores, extras
 
 
@@ -334,11 +334,9 @@ def _kind_figures(folder: Path, name: str, test: MultimodalData, extras: Mapping
                              title=f"{name}, seed {seed}: DisentangledSSL shared codes, image → "
                                    "caption (green: the query's own caption)")
         save_png(fig, folder / f"{name}_retrieval.png")
-    histories: Mapping[str, Mapping[str, list]] = extras["history"]  # type: ignore[assignment]
-    curves = {method: [{stage: [float(r["loss"]) for r in records]
-                        for stage, records in stages.items()}]
-              for method, stages in histories.items()}
-    save_png(loss_curves_figure(curves, f"{name}, seed {seed}: training loss per epoch"),
+    curves: Mapping[str, Mapping[str, list]] = extras["loss_curves"]  # type: ignore[assignment]
+    title = f"{name}, seed {seed}: training loss per epoch"
+    save_png(loss_curves_figure({m: [c] for m, c in curves.items()}, title),
              folder / f"{name}_loss_curves.png")
 
 
