@@ -21,6 +21,8 @@ from disentangled_ssl.data.synthetic import (
     PairedData,
     SyntheticStream,
     make_synthetic,
+    shared_recoverability,
+    true_counterfactual,
 )
 from disentangled_ssl.data.toy import make_image_captions, make_sequence_pair
 
@@ -45,4 +47,6 @@ __all__ = [
     "pack_sequences",
     "read_multimodal",
     "read_table",
+    "shared_recoverability",
+    "true_counterfactual",
 ]

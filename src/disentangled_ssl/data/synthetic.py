@@ -4,6 +4,15 @@ Z1, Zs, Z2 ~ N(0, variance·I); X1 = [Z1, Zs]·T1 and X2 = [Z2, Zs]·T2 with T ~
 balanced binary labels y1 = f1(Z1), yc = fc(Zs), y2 = f2(Z2), where each f is a frozen random
 two-layer ReLU MLP plus N(0, label_noise) noise, thresholded at its median.
 
+``entanglement`` is the dial between the case where the Minimum Necessary Information point is
+attainable (0, the paper's setting: T1, T2 are square and invertible, so Zs is recoverable
+exactly from either modality and independent of the private latents) and cases where it is
+not: each modality is observed through a random orthogonal projection that removes
+``round(entanglement · x_dim)`` of its dimensions, so X_i holds fewer independent linear
+combinations than there are latents, and the best estimate of Zs from X_i necessarily
+carries some of Z_i. :func:`shared_recoverability` gives how much of Zs (and how much of Z_i)
+each modality still reveals.
+
 The latents and the mixing matrices come back with the data, so the true counterfactual of a
 pair of rows is known (:func:`true_counterfactual`).
 """
@@ -106,6 +115,7 @@ def make_synthetic(
     label_hidden_dim: int = 100,
     label_noise: float = 0.1,
     seed: int = 0,
+    entanglement: float = 0.0,
 ) -> PairedData:
     """Generate the paper's synthetic paired data.
 
@@ -119,12 +129,21 @@ def make_synthetic(
         label_noise: std of the Gaussian noise added before thresholding.
         seed: seeds the latents and the mixing matrices (the label MLPs are always seeded
             0, 1, 2, as in the authors' generator).
+        entanglement: in [0, 1). 0 (the paper's generator, and the default): the Minimum
+            Necessary Information point is attainable. Above 0, each modality's observation
+            is projected onto a random subspace that drops ``round(entanglement · x_dim)``
+            of its ``x_dim`` dimensions (the columns keep their number; the matrix loses
+            rank), so Zs can no longer be separated exactly from the private latent. The
+            latents, labels and draws of ``entanglement=0`` are unchanged by this dial; the
+            projections come from extra draws after them.
 
     Returns:
         :class:`PairedData` with ``x1`` (n, x_dim1), ``x2`` (n, x_dim2) float32, labels
         ``y1`` (from Z1), ``yc`` (from Zs), ``y2`` (from Z2), each balanced 0/1, latents
         ``z1``, ``zs``, ``z2`` (float32) and the mixing matrices ``mixing["t1"]``
-        ((private_dim1 + shared_dim, x_dim1)) and ``mixing["t2"]`` (float64, as drawn).
+        ((private_dim1 + shared_dim, x_dim1)) and ``mixing["t2"]`` (float64, as drawn; with
+        ``entanglement > 0`` the effective matrices ``T_i·P_i`` including the projection, so
+        ``x_i = [Z_i, Zs]·mixing["t_i"]`` holds at every setting).
 
     Example:
         >>> data = make_synthetic(n_samples=1000, seed=0)
@@ -144,6 +163,10 @@ def make_synthetic(
         raise DSSLError(f"variance must be positive and finite, got {variance!r}")
     if not (np.isfinite(label_noise) and label_noise >= 0):
         raise DSSLError(f"label_noise must be >= 0 and finite, got {label_noise!r}")
+    if (isinstance(entanglement, bool) or not isinstance(entanglement, (int, float, np.number))
+            or not 0.0 <= float(entanglement) < 1.0):
+        raise DSSLError(f"entanglement must be a number in [0, 1) (0: the shared latent is "
+                        f"recoverable exactly from either modality), got {entanglement!r}")
 
     # Draw order and generators follow the authors' generate_data, so a seed gives the same
     # data as their code (legacy RandomState for latents/mixing/noise, torch for label MLPs).
@@ -166,6 +189,13 @@ def make_synthetic(
         prob = 1.0 / (1.0 + np.exp(-score))
         labels[name] = (prob >= np.median(prob)).astype(np.int64).reshape(-1)
 
+    if entanglement > 0:
+        # Drawn after everything above, so the latents and labels do not move with the dial.
+        t1 = t1 @ _dropping_projection(rng, x_dim1, entanglement)
+        t2 = t2 @ _dropping_projection(rng, x_dim2, entanglement)
+        x1 = np.concatenate([z1, zs], axis=1) @ t1
+        x2 = np.concatenate([z2, zs], axis=1) @ t2
+
     return PairedData(
         x1=x1.astype(np.float32),
         x2=x2.astype(np.float32),
@@ -174,6 +204,54 @@ def make_synthetic(
                  "z2": z2.astype(np.float32)},
         mixing={"t1": t1, "t2": t2},
     )
+
+
+def _dropping_projection(rng: np.random.RandomState, dim: int, entanglement: float
+                         ) -> np.ndarray:
+    """(dim, dim) orthogonal projector onto a random subspace of ``dim − round(e·dim)``
+    dimensions (the complement of ``round(e·dim)`` Gaussian-random orthonormal directions)."""
+    drop = int(round(float(entanglement) * dim))
+    if drop == 0:
+        return np.eye(dim)
+    basis, _ = np.linalg.qr(rng.normal(size=(dim, drop)))
+    return np.eye(dim) - basis @ basis.T
+
+
+def shared_recoverability(data: PairedData) -> dict[str, float]:
+    """How well each modality of synthetic ``data`` reveals the latents, from the generator's
+    own matrices (exact, no fitting): for modality i, ``shared_r2_i`` is the fraction of the
+    variance of Zs explained by its best (linear = Bayes, everything is Gaussian) estimate from
+    X_i, and ``private_in_shared_i`` the fraction of that estimate's variance that comes from
+    Z_i (0 when Zs is separable from Z_i; with ``entanglement > 0`` the estimate of the shared
+    latent from one modality must carry some of its private one, so the Minimum Necessary
+    Information point is not attainable).
+
+    Example:
+        >>> r = shared_recoverability(make_synthetic(n_samples=10, seed=0))
+        >>> round(r["shared_r2_1"], 3), round(r["private_in_shared_1"], 3)
+        (1.0, 0.0)
+    """
+    missing = [k for k in ("z1", "zs", "z2") if k not in data.latents] + [
+        k for k in ("t1", "t2") if k not in data.mixing]
+    if missing:
+        raise DSSLError(f"shared_recoverability needs the synthetic generator's latents and "
+                        f"mixing matrices, but the data lacks {', '.join(missing)}; make it "
+                        "with make_synthetic(...)")
+    out: dict[str, float] = {}
+    ds = data.latents["zs"].shape[1]
+    for i in (1, 2):
+        t = np.asarray(data.mixing[f"t{i}"], dtype=np.float64)
+        dp = t.shape[0] - ds
+        # The latents have covariance v·I, so Cov(X) = v·TᵀT and Cov(X, Zs) = v·T[dp:]ᵀ: the
+        # regression of Zs on X is Zs_hat = X·W with W = (TᵀT)⁺·T[dp:]ᵀ.
+        gram = t.T @ t
+        cross = t[dp:]
+        weights = np.linalg.pinv(gram, rcond=1e-10) @ cross.T  # (x, ds)
+        estimate = t @ weights  # (latents, ds): Zs_hat = [Z_i, Zs] · estimate
+        total = float((estimate**2).sum())
+        out[f"shared_r2_{i}"] = float(np.trace(estimate[dp:]) / ds)
+        out[f"private_in_shared_{i}"] = float((estimate[:dp] ** 2).sum() / total) if total else 0.0
+    return out
 
 
 def true_counterfactual(data: PairedData, specific_rows: object, shared_rows: object
