@@ -14,10 +14,12 @@ from disentangled_ssl.cli import main
 from disentangled_ssl.data.synthetic import PairedData, true_counterfactual
 from disentangled_ssl.evaluation import counterfactual_r2
 
-#: Small enough for seconds, trained enough that the codes separate the factors.
+#: Small enough for seconds, trained enough that the codes separate the factors. β = λ = 0.1:
+#: the dials that gave the best counterfactuals here (at β = λ = 1 the modality-2
+#: counterfactual, 0.46, stays below the blind average's 0.50).
 SETTINGS = {"hidden_dim": 64, "shared_dim": 16, "specific_dim": 16, "batch_size": 128,
-            "lr": 1e-3, "shared_epochs": 8, "specific_epochs": 8, "random_state": 0,
-            "device": "cpu", "verbose": False}
+            "lr": 1e-3, "shared_epochs": 8, "specific_epochs": 8, "beta": 0.1, "lam": 0.1,
+            "random_state": 0, "device": "cpu", "verbose": False}
 TINY = {"hidden_dim": 16, "shared_dim": 4, "specific_dim": 4, "batch_size": 128,
         "shared_epochs": 1, "specific_epochs": 1, "random_state": 0, "device": "cpu",
         "verbose": False}
@@ -87,7 +89,7 @@ def _pairs(test: PairedData) -> tuple[np.ndarray, np.ndarray]:
     return a, np.random.default_rng(0).permutation(len(test))
 
 
-def test_counterfactuals_beat_both_trivial_answers_and_stay_below_the_reconstruction(
+def test_counterfactuals_beat_the_blind_answers_and_stay_below_the_reconstruction(
         synthetic, fitted):
     _, test = synthetic
     _, est = fitted
@@ -99,10 +101,13 @@ def test_counterfactuals_beat_both_trivial_answers_and_stay_below_the_reconstruc
     for i in range(2):
         score = counterfactual_r2(cf[i], truth[i])
         keep_a, copy_b = counterfactual_r2(xa[i], truth[i]), counterfactual_r2(xb[i], truth[i])
+        average = counterfactual_r2((xa[i] + xb[i]) / 2, truth[i])
         ceiling = counterfactual_r2(recon[i], xa[i])
-        # Measured (seed 0): counterfactual 0.46-0.56, trivial answers within ±0.07,
-        # reconstruction 0.69-0.77.
-        assert score > max(keep_a, copy_b) + 0.3, (i, score, keep_a, copy_b)
+        # Measured (seed 0): counterfactual 0.71 and 0.60, keep/copy within ±0.07, their
+        # average 0.50 (half of each half right), reconstruction 0.89 and 0.80.
+        assert score > max(keep_a, copy_b) + 0.4, (i, score, keep_a, copy_b)
+        assert abs(average - 0.5) < 0.05, average
+        assert score > average + 0.06, (i, score, average)
         assert ceiling > score + 0.05, (i, ceiling, score)
         assert cf[i].dtype == np.float32 and cf[i].shape == xa[i].shape
 
