@@ -18,11 +18,11 @@ from disentangled_ssl.experiments.compare import (
     CURVE_FIELDS,
     SELECTION_FIELDS,
     CompareConfig,
-    dmvae_diagnostics,
     loss_change,
     loss_noise,
     plan,
 )
+from disentangled_ssl.experiments.trial import dmvae_diagnostics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -5,10 +5,11 @@ Every method trains through the one loop (via :class:`~disentangled_ssl.Disentan
 ``method=...``) on the same split; every representation is probed by the same linear probe.
 Each (method, dial value) setting is a one-point grid (:func:`compare_grid`), all planned as one
 sweep: DisentangledSSL's λ settings share their step-1 unit, so step 1 trains once per seed.
-The units run in this process (:func:`run_trials`) and every trial is recorded in the engine's
-store (``trials/<key>.json``, the engine's record plus the fitted estimator's per-epoch
-``history`` and, for DMVAE, its reconstruction and KL on the held-out rows) and event log
-(``events.jsonl``), so the loss curves of every run can be shown next to its probes.
+The units run in this process through the sweep engine (:func:`run_trials` calls
+:func:`~disentangled_ssl.experiments.engine.run_sweep`), so every trial is recorded in the
+engine's store (``trials/<key>.json``: probes, the fitted estimator's per-epoch ``history``
+and, for DMVAE, its reconstruction and KL on the held-out rows) and event log
+(``events.jsonl``), and the loss curves of every run can be shown next to its probes.
 
 Writes a tidy CSV (one accuracy per row), the loss curves (``loss_curves.csv``,
 ``loss_curves.png``), the probes of each method's untrained (initialised) network
@@ -21,32 +22,24 @@ chosen on a validation split of the training rows first (:func:`select_lr`).
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from disentangled_ssl._errors import DSSLError, TrainingDivergedError
-from disentangled_ssl._io import write_json_atomic, write_text_atomic
-from disentangled_ssl._version import __version__
-from disentangled_ssl.data.scaling import apply_scaler
+from disentangled_ssl._errors import DSSLError
+from disentangled_ssl._io import write_text_atomic
 from disentangled_ssl.data.synthetic import LABEL_NAMES, PairedData
 from disentangled_ssl.estimator import DisentangledSSL
 from disentangled_ssl.experiments.engine import (
-    EVENTS_NAME,
-    SPEC_NAME,
     SweepResult,
-    machine_info,
     output_folder,
+    run_sweep,
 )
 from disentangled_ssl.experiments.figures import plot_compare, plot_loss_curves
 from disentangled_ssl.experiments.results import (
@@ -55,22 +48,18 @@ from disentangled_ssl.experiments.results import (
     configs,
     format_stat,
     seed_stats,
-    tidy_rows,
     write_csv,
 )
 from disentangled_ssl.experiments.spec import (
     DataSpec,
     SweepSpec,
     SweepUnion,
-    Unit,
     check_representations,
     estimator_defaults,
 )
-from disentangled_ssl.experiments.store import DirectoryStore, EventLog, worker_name
+from disentangled_ssl.experiments.store import DirectoryStore
 from disentangled_ssl.experiments.trial import Split, evaluate
-from disentangled_ssl.losses.functional import gaussian_kl, product_of_experts
 from disentangled_ssl.methods import DEFAULT_METHOD, get_method
-from disentangled_ssl.nn.modalities import Vector
 
 #: Columns of ``dssl compare``'s results.csv.
 CSV_FIELDS = ("method", "dial", "dial_value", "settings", "seed", "representation", "label",
@@ -360,161 +349,22 @@ def _compare_data(config: CompareConfig, data: PairedData | None) -> DataSpec:
     return spec
 
 
-# ---------------------------------------------------------------------- diagnostics
-@torch.no_grad()
-def dmvae_diagnostics(est: DisentangledSSL, data: PairedData, batch_size: int = 8192
-                      ) -> dict[str, float]:
-    """Has a DMVAE trained? On ``data``'s rows, from the posterior means (no sampling, no
-    augmentation): ``r2_x1``, ``r2_x2``, the fraction of the variance of each modality (summed
-    over its features, around its mean on these rows) that the decoder explains from
-    ``[private mean, product-of-experts shared mean]``; and the KL terms of the objective per
-    row, ``kl_private`` = KL(q(p1|x1)) + KL(q(p2|x2)) and ``kl_shared`` = KL(q(s|x1, x2)) (each
-    in nats; 0 is the prior, i.e. a latent that carries nothing)."""
-    model = est.model_.eval()
-    device = next(model.parameters()).device
-    decoders = model.extra["decoders"]
-    sq_err, kl_private, kl_shared = [0.0, 0.0], 0.0, 0.0
-    xs = [np.asarray(data.x1, dtype=np.float32), np.asarray(data.x2, dtype=np.float32)]
-    targets = [apply_scaler(model, i, torch.from_numpy(x).to(device)) for i, x in enumerate(xs)]
-    n = targets[0].shape[0]
-    for start in range(0, n, batch_size):
-        x = [t[start:start + batch_size] for t in targets]
-        shared = [model.shared[i].posterior(x[i]) for i in range(2)]
-        private = [model.specific[i].posterior(x[i]) for i in range(2)]
-        joint = product_of_experts(*shared[0], *shared[1])
-        for i in range(2):
-            recon = decoders[i](torch.cat([private[i][0], joint[0]], dim=1))
-            sq_err[i] += float(((recon - x[i]) ** 2).sum())
-        kl_private += float(gaussian_kl(*private[0]) + gaussian_kl(*private[1]))
-        kl_shared += float(gaussian_kl(*joint))
-    out = {}
-    for i, t in enumerate(targets):
-        total = float(((t - t.mean(0)) ** 2).sum())
-        out[f"r2_x{i + 1}"] = 1.0 - sq_err[i] / total if total > 0 else float("nan")
-    out.update(kl_private=kl_private / n, kl_shared=kl_shared / n)
-    return out
-
-
-def _diagnostic_rows(est: DisentangledSSL, test: PairedData) -> list[Row]:
-    """Method-specific evidence of training, as tidy rows of the specific stage (DMVAE: its
-    reconstruction R² and KL per row on the held-out rows, representation ``dmvae``; for
-    vector modalities)."""
-    if est.method != "dmvae" or not all(isinstance(k, Vector) for k in est.modalities_):
-        return []
-    return [{"representation": "dmvae", "label": "", "metric": name, "value": value,
-             "stage": "specific"} for name, value in dmvae_diagnostics(est, test).items()]
-
-
 # ---------------------------------------------------------------------- running the grid
-def _record(store: DirectoryStore, log: EventLog, unit: Unit, key: str, stage: str,
-            dials: Mapping[str, Any], est: DisentangledSSL, data: Split, train_seconds: float,
-            evaluation: str) -> None:
-    """Evaluate ``est`` and store trial ``key``: the engine's record, plus ``history`` (the
-    estimator's ``history_``: stage -> per-epoch loss terms)."""
-    tic = time.perf_counter()
-    rows = evaluate(est, *data, evaluation, unit.probes)
-    if stage != "shared" or not unit.two_step:
-        rows += _diagnostic_rows(est, data[1])
-    store.put(key, {
-        "key": key, "unit": unit.key, "stage": stage, "dials": dict(dials), "seed": unit.seed,
-        "rows": rows, "train_seconds": round(train_seconds, 3),
-        "eval_seconds": round(time.perf_counter() - tic, 3), "worker": worker_name(),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "library_version": __version__, "history": est.history_})
-    log("trial_done", unit=unit.key, trial=key, stage=stage)
-
-
-def _run_unit(unit: Unit, data: Split, store: DirectoryStore, log: EventLog, done: set[str],
-              device: str, bar: Any) -> None:
-    """Train one unit (a one-stage fit, or step 1 then every pending step-2 trial on it)."""
-    train = data[0]
-    est = DisentangledSSL(**{**unit.params, "device": device, "verbose": False})
-    if not unit.two_step:
-        log("fit", unit=unit.key, trial=unit.shared_key, dials=dict(unit.dials), seed=unit.seed)
-        tic = time.perf_counter()
-        est.fit(train.x1, train.x2)
-        _record(store, log, unit, unit.shared_key, "shared", unit.dials, est, data,
-                time.perf_counter() - tic, "all")
-        bar.update()
-        return
-    log("fit_shared", unit=unit.key, trial=unit.shared_key, dials=dict(unit.dials),
-        seed=unit.seed)
-    est.fit_shared(train.x1, train.x2)
-    seconds = float(sum(h.get("seconds", 0.0) for h in est.history_.get("shared", [])))
-    if unit.shared_key not in done:
-        _record(store, log, unit, unit.shared_key, "shared", unit.dials, est, data, seconds,
-                "shared")
-        bar.update()
-    for trial in unit.specific:
-        if trial.key in done:
-            continue
-        dials = {**unit.dials, **trial.dials}
-        spec = est.with_params(**trial.params)
-        log("fit_specific", unit=unit.key, trial=trial.key, dials=dials, seed=unit.seed)
-        tic = time.perf_counter()
-        spec.fit_specific(train.x1, train.x2)
-        _record(store, log, unit, trial.key, "specific", dials, spec, data,
-                time.perf_counter() - tic, "specific")
-        bar.update()
-
-
-def _write_failure(folder: Path, unit: Unit, exc: BaseException) -> dict[str, str]:
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    write_json_atomic(folder / "failed" / f"{unit.key}.json",
-                      {"unit": unit.key, "dials": dict(unit.dials), "seed": unit.seed,
-                       "error": f"{type(exc).__name__}: {message}"})
-    return {unit.key: message}
-
-
 def run_trials(grid: SweepUnion, folder: str | os.PathLike[str], data: Split, *,
                device: str = "cpu", progress: bool = True, desc: str = "compare",
                run_info: Mapping[str, Any] | None = None
                ) -> tuple[SweepResult, dict[str, dict[str, Any]]]:
-    """Run every missing trial of ``grid`` in this process, one unit after the other, into
-    ``folder`` (the engine's ``trials/``, ``events.jsonl``, ``sweep.json``, ``run.json`` and,
-    for a unit whose training diverged, ``failed/<unit>.json``). Trials already recorded there
-    are kept; when none is left to compute, ``run.json`` (the record of the run that trained
-    them) is left as it is.
-
-    Returns the :class:`~disentangled_ssl.experiments.engine.SweepResult` (tidy rows of every
-    finished trial) and trial key -> record (with the ``history`` of its estimator)."""
-    tic, root = time.perf_counter(), Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
-    units = grid.units()
-    keys = [k for u in units for k in u.trial_keys]
-    if len(set(keys)) != len(keys):
-        raise DSSLError("the comparison has duplicate trials; check for repeated dial values")
-    store, log = DirectoryStore(root), EventLog(root / EVENTS_NAME)
-    write_json_atomic(root / SPEC_NAME, {
-        **grid.to_dict(), "sweep_id": grid.sweep_id(), "engine": "local",
-        "n_units": len(units), "n_trials": len(keys), "machine": machine_info()})
-    done = store.done()
-    failed: dict[str, str] = {}
-    n_before = len(set(keys) & done)
-    bar = tqdm(total=len(keys) - n_before, desc=desc, unit="trial", disable=not progress,
-               dynamic_ncols=True)
-    try:
-        for unit in units:
-            if all(k in done for k in unit.trial_keys):
-                continue
-            try:
-                _run_unit(unit, data, store, log, done, device, bar)
-            except TrainingDivergedError as exc:
-                failed.update(_write_failure(root, unit, exc))
-    finally:
-        bar.close()
-    records = store.records(keys)
-    result = SweepResult(rows=tidy_rows(records, grid.dial_names), n_trials=len(keys),
-                         n_done=len(records), n_computed=len(records) - n_before,
-                         failed=failed, seconds=time.perf_counter() - tic)
-    if result.n_computed == 0 and (root / "run.json").is_file():
-        return result, {r["key"]: r for r in records}  # keep the record of the run that trained
-    write_json_atomic(root / "run.json", {
-        **dict(run_info or {}), "engine": "local", "workers": 1,
-        "threads_per_worker": torch.get_num_threads(), "n_trials": len(keys),
-        "n_done": len(records), "n_computed": result.n_computed, "failed": failed,
-        "seconds": round(result.seconds, 1), "machine": machine_info()})
-    return result, {r["key"]: r for r in records}
+    """Run every missing trial of ``grid`` into ``folder`` through the sweep engine
+    (:func:`~disentangled_ssl.experiments.engine.run_sweep`: one process, the caller's thread
+    settings, no batching, step-1 models kept only while their unit runs, no sweep report)
+    and return its result with trial key -> record (each record holds the ``history`` of its
+    estimator, and for DMVAE its diagnostics rows: :func:`~disentangled_ssl.experiments.trial.
+    diagnostic_rows`)."""
+    result = run_sweep(grid, folder, threads_per_worker=None, device=device,
+                       keep_models=False, progress=progress, report=False, data=data,
+                       run_info=dict(run_info or {}), desc=desc)
+    keys = [k for u in grid.units() for k in u.trial_keys]
+    return result, {r["key"]: r for r in DirectoryStore(Path(folder)).records(keys)}
 
 
 # ---------------------------------------------------------------------- untrained reference
@@ -538,7 +388,7 @@ def untrained_rows(config: CompareConfig, settings: Sequence[Setting], data: Spl
         for unit in _setting_grid(config, setting, spec).units():
             est = _initialised(DisentangledSSL(**{**unit.params, "device": config.device,
                                                   "verbose": False}), data[0])
-            found = evaluate(est, *data, "all", unit.probes) + _diagnostic_rows(est, data[1])
+            found = evaluate(est, *data, "all", unit.probes)
             for r in found:
                 rows.append({"key": f"untrained-{method}-{unit.seed}",
                              "stage": r.get("stage", "specific"), "method": method,

@@ -375,7 +375,9 @@ def run_sweep(
         on_progress: called with one-line status messages.
         data: the (train, held-out) splits of ``spec.data`` if already loaded (this
             process's tasks use them instead of loading again).
-        run_info: more entries for ``run.json`` (e.g. a preset's settings).
+        run_info: more entries for ``run.json`` (e.g. a preset's settings). A run that
+            computes no trial and has no failure leaves an existing ``run.json`` (the record
+            of the run that trained them) as it is.
 
     Returns:
         :class:`SweepResult`.
@@ -410,6 +412,8 @@ def run_sweep(
         from disentangled_ssl.experiments.report import write_report
 
         result.files = write_report(spec, result.rows, root, result)
+    if computed == 0 and not failed and (root / "run.json").is_file():
+        return result  # nothing trained: keep the record of the run that trained the trials
     write_json_atomic(root / "run.json", {
         **(run_info or {}), "engine": engine, "workers": workers, "threads_per_worker": threads,
         "n_trials": len(keys), "n_done": len(records), "n_computed": computed,

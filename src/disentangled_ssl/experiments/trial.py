@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl._version import __version__
+from disentangled_ssl.data.scaling import apply_scaler
 from disentangled_ssl.data.synthetic import PairedData
 from disentangled_ssl.estimator import (
     DisentangledSSL,
@@ -42,7 +43,9 @@ from disentangled_ssl.evaluation.probe import linear_probe
 from disentangled_ssl.experiments.spec import SpecificTrial, Unit
 from disentangled_ssl.experiments.store import EventLog, TrialStore, worker_name
 from disentangled_ssl.losses.disentangled import SharedLoss, SpecificLoss
+from disentangled_ssl.losses.functional import gaussian_kl, product_of_experts
 from disentangled_ssl.methods import pair_average
+from disentangled_ssl.nn.modalities import Vector
 
 Row = dict[str, Any]
 Split = tuple[PairedData, PairedData]
@@ -170,7 +173,54 @@ def evaluate(est: DisentangledSSL, train: PairedData, test: PairedData, stage: s
         terms = heldout_terms(te, temperature=float(est.temperature),
                               batch_size=int(est.batch_size), stage=family)
         rows += _rows(family, None, terms, family if tag else None)
+    if stage in ("specific", "all"):
+        rows += diagnostic_rows(est, test)
     return rows
+
+
+# ---------------------------------------------------------------------- diagnostics
+@torch.no_grad()
+def dmvae_diagnostics(est: DisentangledSSL, data: PairedData, batch_size: int = 8192
+                      ) -> dict[str, float]:
+    """Has a DMVAE trained? On ``data``'s rows, from the posterior means (no sampling, no
+    augmentation): ``r2_x1``, ``r2_x2``, the fraction of the variance of each modality (summed
+    over its features, around its mean on these rows) that the decoder explains from
+    ``[private mean, product-of-experts shared mean]``; and the KL terms of the objective per
+    row, ``kl_private`` = KL(q(p1|x1)) + KL(q(p2|x2)) and ``kl_shared`` = KL(q(s|x1, x2)) (each
+    in nats; 0 is the prior, i.e. a latent that carries nothing)."""
+    model = est.model_.eval()
+    device = next(model.parameters()).device
+    decoders = model.extra["decoders"]
+    sq_err, kl_private, kl_shared = [0.0, 0.0], 0.0, 0.0
+    xs = [np.asarray(data.x1, dtype=np.float32), np.asarray(data.x2, dtype=np.float32)]
+    targets = [apply_scaler(model, i, torch.from_numpy(x).to(device)) for i, x in enumerate(xs)]
+    n = targets[0].shape[0]
+    for start in range(0, n, batch_size):
+        x = [t[start:start + batch_size] for t in targets]
+        shared = [model.shared[i].posterior(x[i]) for i in range(2)]
+        private = [model.specific[i].posterior(x[i]) for i in range(2)]
+        joint = product_of_experts(*shared[0], *shared[1])
+        for i in range(2):
+            recon = decoders[i](torch.cat([private[i][0], joint[0]], dim=1))
+            sq_err[i] += float(((recon - x[i]) ** 2).sum())
+        kl_private += float(gaussian_kl(*private[0]) + gaussian_kl(*private[1]))
+        kl_shared += float(gaussian_kl(*joint))
+    out = {}
+    for i, t in enumerate(targets):
+        total = float(((t - t.mean(0)) ** 2).sum())
+        out[f"r2_x{i + 1}"] = 1.0 - sq_err[i] / total if total > 0 else float("nan")
+    out.update(kl_private=kl_private / n, kl_shared=kl_shared / n)
+    return out
+
+
+def diagnostic_rows(est: DisentangledSSL, test: PairedData) -> list[Row]:
+    """Method-specific evidence of training, as tidy rows of the specific stage (DMVAE: its
+    reconstruction R² and KL per row on the held-out rows, representation ``dmvae``; for
+    vector modalities); none for the other methods."""
+    if est.method != "dmvae" or not all(isinstance(k, Vector) for k in est.modalities_):
+        return []
+    return [{"representation": "dmvae", "label": "", "metric": name, "value": value,
+             "stage": "specific"} for name, value in dmvae_diagnostics(est, test).items()]
 
 
 # ---------------------------------------------------------------------- recording
@@ -195,14 +245,15 @@ class _Recorder:
     on_trial: Callable[[str], None] | None = None
 
     def __call__(self, key: str, stage: str, dials: dict[str, Any], rows: list[Row],
-                 train_seconds: float, eval_seconds: float) -> None:
+                 train_seconds: float, eval_seconds: float,
+                 history: dict[str, list[dict[str, float]]] | None = None) -> None:
         self.store.put(key, {
             "key": key, "unit": self.unit.key, "stage": stage, "dials": dials,
             "seed": self.unit.seed, "rows": rows, "train_seconds": round(train_seconds, 3),
             "eval_seconds": round(eval_seconds, 3), "worker": worker_name(),
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
-            "library_version": __version__,
+            "library_version": __version__, "history": history or {},
         })
         self.log("trial_done", unit=self.unit.key, trial=key, stage=stage)
         self.outcome.recorded.append(key)
@@ -211,10 +262,11 @@ class _Recorder:
 
     def evaluated(self, key: str, stage: str, dials: dict[str, Any], est: DisentangledSSL,
                   data: Split, train_seconds: float, evaluation: str | None = None) -> None:
-        """Evaluate ``est`` and record trial ``key``."""
+        """Evaluate ``est`` and record trial ``key`` with its estimator's ``history_`` (stage ->
+        per-epoch loss terms: the loss curves of ``dssl compare``)."""
         tic = time.perf_counter()
         rows = evaluate(est, *data, evaluation or stage, self.unit.probes)
-        self(key, stage, dials, rows, train_seconds, time.perf_counter() - tic)
+        self(key, stage, dials, rows, train_seconds, time.perf_counter() - tic, est.history_)
 
 
 # ---------------------------------------------------------------------- step 1
