@@ -539,6 +539,26 @@ def _loss_curves(est: DisentangledSSL) -> dict[str, list[float]]:
             for stage, records in est.history_.items()}
 
 
+def _best_lr(lrs: Sequence[float], fit: Callable[[float], DisentangledSSL],
+             score: Callable[[DisentangledSSL], float]
+             ) -> tuple[float, DisentangledSSL, dict[str, float]]:
+    """Fit a model at each learning rate of ``lrs`` and score it; the best score wins, a tie
+    (a saturated validation score) goes to the lower final training loss (the same objective
+    at every lr, so comparable), then to the first lr. Returns the lr, its model and the
+    score of every lr (keyed by ``repr(lr)``)."""
+    best: tuple[tuple[float, float], float, DisentangledSSL] | None = None
+    scores: dict[str, float] = {}
+    for lr in lrs:
+        est = fit(lr)
+        scores[repr(lr)] = value = float(score(est))
+        key = (round(value, 9), -float(list(est.history_.values())[-1][-1]["loss"]))
+        if best is None or key > best[0]:
+            best = (key, lr, est)
+    if best is None:
+        raise DSSLError("no learning rate to choose from; give at least one")
+    return best[1], best[2], scores
+
+
 def _select_dials(config: RealBenchmarkConfig, seed: int, train: MultimodalData,
                   valid: MultimodalData, kinds: object, betas: Sequence[float],
                   lams: Sequence[float], lrs: Sequence[float] = ()
@@ -550,19 +570,14 @@ def _select_dials(config: RealBenchmarkConfig, seed: int, train: MultimodalData,
     ``config.lr``)."""
     best_beta: tuple[float, float, float, DisentangledSSL] | None = None
     for beta in betas:
-        best_lr: tuple[tuple[float, float], float, DisentangledSSL] | None = None
-        for lr in lrs or (config.lr,):
-            est = _estimator(config, seed, beta=beta, lr=lr, modalities=kinds
-                             ).fit_shared(*train.views)
-            score = _probes(est, train, valid)["shared"]  # step 1 only: the shared probe
-            # A tie between lrs (a saturated probe) goes to the lower step-1 loss (the same
-            # objective at one β, so comparable).
-            key = (round(score, 9), -float(est.history_["shared"][-1]["loss"]))
-            if best_lr is None or key > best_lr[0]:
-                best_lr = (key, lr, est)
-        assert best_lr is not None
-        if best_beta is None or best_lr[0][0] > best_beta[0]:
-            best_beta = (best_lr[0][0], beta, best_lr[1], best_lr[2])
+        lr, est, scores = _best_lr(
+            lrs or (config.lr,),
+            lambda lr, beta=beta: _estimator(config, seed, beta=beta, lr=lr, modalities=kinds
+                                             ).fit_shared(*train.views),
+            lambda est: _probes(est, train, valid)["shared"])  # step 1 only: the shared probe
+        score = round(scores[repr(lr)], 9)
+        if best_beta is None or score > best_beta[0]:
+            best_beta = (score, beta, lr, est)
     assert best_beta is not None
     _, beta, lr, shared_model = best_beta
     best: tuple[float, float, DisentangledSSL] | None = None
@@ -583,19 +598,15 @@ def _select_lr(config: RealBenchmarkConfig, seed: int, method: str, train: Multi
     best; on a tie (an easy task saturates the probe), the one whose own objective went
     lowest (the same loss at every lr, so comparable). Returns it, its lr and the valid
     score of every lr."""
-    best: tuple[tuple[float, float], float, DisentangledSSL] | None = None
-    scores: dict[str, float] = {}
-    for lr in lrs or (config.lr,):
-        est = _estimator(config, seed, method=method, epochs=config.shared_epochs, lr=lr,
-                         modalities=kinds).fit(*train.views)
+    def score(est: DisentangledSSL) -> float:
         probes = _probes(est, train, valid)
-        scores[repr(lr)] = score = probes.get("both", probes["shared"])
-        final_loss = float(list(est.history_.values())[-1][-1]["loss"])
-        key = (round(score, 9), -final_loss)
-        if best is None or key > best[0]:
-            best = (key, lr, est)
-    assert best is not None
-    return best[2], best[1], scores
+        return probes.get("both", probes["shared"])
+
+    lr, est, scores = _best_lr(
+        lrs or (config.lr,),
+        lambda lr: _estimator(config, seed, method=method, epochs=config.shared_epochs, lr=lr,
+                              modalities=kinds).fit(*train.views), score)
+    return est, lr, scores
 
 
 def run_multibench(path: str | Path, dataset: str, config: RealBenchmarkConfig, *,
@@ -741,13 +752,15 @@ def _infocore_lr(config: RealBenchmarkConfig, seed: int, method: str, train: Mul
         return (lrs[0] if lrs else config.lr), {}
     fit_idx, valid_idx = drug_split(train.labels["drug"], train_fraction, seed=1)
     fit, valid = train.subset(fit_idx), train.subset(valid_idx)
-    scores: dict[str, float] = {}
-    for lr in lrs:
-        extra = {} if method == "disentangled_ssl" else {"epochs": config.shared_epochs}
-        est = _estimator(config, seed, method=method, lr=lr, **extra).fit(*fit.views)
+    extra = {} if method == "disentangled_ssl" else {"epochs": config.shared_epochs}
+
+    def mrr(est: DisentangledSSL) -> float:
         emb = est.transform(*valid.views)
-        scores[repr(lr)] = retrieval_metrics(emb.shared1, emb.shared2)["mrr"]
-    best = max(lrs, key=lambda lr: scores[repr(lr)])
+        return retrieval_metrics(emb.shared1, emb.shared2)["mrr"]
+
+    best, _, scores = _best_lr(
+        lrs, lambda lr: _estimator(config, seed, method=method, lr=lr, **extra).fit(*fit.views),
+        mrr)
     return best, scores
 
 
