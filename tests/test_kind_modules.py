@@ -67,8 +67,9 @@ def test_sequence_encoder_errors():
         SequenceEncoder(2, 3, d_model=10, n_heads=4)
     with pytest.raises(DSSLError, match=r"shape \(B, T, 2 \+ 1\), the validity mask last"):
         SequenceEncoder(2, 3, masked=True, **SMALL)(torch.randn(2, 5, 2))
-    with pytest.raises(DSSLError, match=r"n_layers must be a positive integer, got 0"):
-        SequenceEncoder(2, 3, n_layers=0)
+    with pytest.raises(DSSLError, match=r"n_layers must be a non-negative integer \(0: no "
+                       r"attention layers, the mean of the step embeddings\), got -1"):
+        SequenceEncoder(2, 3, n_layers=-1)
 
 
 def test_sequence_encoder_learns_temporal_order():
@@ -432,3 +433,23 @@ def test_augment_inputs_are_validated():
         ImageAugment()(torch.rand(2, 8, 8))
     with pytest.raises(DSSLError, match=r"integer tensor of token ids, got torch.float32"):
         TokenAugment()(torch.ones(2, 4))
+
+
+def test_zero_layers_is_a_bag_of_tokens_that_ignores_order_and_padding():
+    """``n_layers=0``: no attention and no positions, the mean of the token embeddings."""
+
+    torch.manual_seed(0)
+    enc = TokenEncoder(20, 5, d_model=8, n_layers=0).eval()
+    assert not any(k.startswith("body.encoder") for k in enc.state_dict())
+    ids = torch.tensor([[3, 7, 9, 0, 0], [9, 3, 7, 0, 0], [7, 9, 3, 0, 0], [3, 7, 0, 0, 0]])
+    with torch.no_grad():
+        out = enc(ids)
+        longer = enc(torch.cat([ids, torch.zeros(4, 3, dtype=torch.long)], dim=1))
+    torch.testing.assert_close(out[0], out[1], rtol=0, atol=1e-6)  # the same bag, reordered
+    torch.testing.assert_close(out[0], out[2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, longer, rtol=0, atol=1e-6)  # trailing padding ignored
+    assert (out[0] - out[3]).abs().max() > 1e-3  # another bag, another code
+    with_attention = TokenEncoder(20, 5, d_model=8, n_layers=1).eval()
+    with torch.no_grad():
+        ordered = with_attention(ids)
+    assert (ordered[0] - ordered[1]).abs().max() > 1e-4  # positions make order count

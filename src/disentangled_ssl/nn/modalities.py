@@ -331,7 +331,8 @@ class Tokens(Modality):
         vocab_size: number of ids (0..vocab_size-1); inferred as max id + 1 from training
             arrays, required for data loaders (the vocabulary cannot be seen before training).
         pad_id: the padding id (ignored by the encoder).
-        d_model, n_layers, n_heads: the Transformer's size.
+        d_model, n_layers, n_heads: the Transformer's size; ``n_layers=0`` has no attention
+            and no positions: the mean of the token embeddings, a learned bag of words.
         max_len: the longest sequence the positional encoding covers.
     """
 
@@ -392,6 +393,7 @@ class Tokens(Modality):
         return TokenAugment(pad_id=self.pad_id)
 
 
+#: Kind name (``"vector"``, ``"sequence"``, ``"image"``, ``"tokens"``) -> its class.
 KINDS: dict[str, type[Modality]] = {k.kind: k for k in (Vector, Sequence, Image, Tokens)}
 _BY_RANK: dict[int, type[Modality]] = {2: Vector, 3: Sequence, 4: Image}
 

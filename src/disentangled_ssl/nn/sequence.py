@@ -28,9 +28,13 @@ def check_positive_ints(owner: str, **values: object) -> None:
 
 def check_transformer_args(owner: str, d_model: int, n_heads: int, n_layers: int,
                            dim_feedforward: int, dropout: float, max_len: int) -> None:
-    """Validate the shape arguments of a Transformer stack (messages name ``owner``)."""
-    check_positive_ints(owner, d_model=d_model, n_heads=n_heads, n_layers=n_layers,
+    """Validate the shape arguments of a Transformer stack (messages name ``owner``;
+    ``n_layers`` may be 0: no attention, a bag of the steps)."""
+    check_positive_ints(owner, d_model=d_model, n_heads=n_heads,
                         dim_feedforward=dim_feedforward, max_len=max_len)
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 0:
+        raise DSSLError(f"{owner}: n_layers must be a non-negative integer (0: no attention "
+                        f"layers, the mean of the step embeddings), got {n_layers!r}")
     if d_model % n_heads:
         raise DSSLError(f"{owner}: d_model={d_model} must be divisible by n_heads={n_heads} "
                         f"(each head gets d_model / n_heads dimensions); e.g. use "
@@ -73,6 +77,10 @@ class TransformerPool(nn.Module):
     the pooling. A row without any valid step attends over all its (zeroed) steps instead of
     none — a softmax over no keys would be NaN — and pools to zeros.
 
+    ``n_layers=0`` has no attention and no positional encoding: the output is the masked mean
+    of the embeddings, a bag of steps that ignores their order (for token ids: a learned
+    bag of words).
+
     Args:
         d_model, n_heads, n_layers, dim_feedforward, dropout: the Transformer's shape.
         max_len: longest sequence accepted (length of the positional table).
@@ -88,11 +96,13 @@ class TransformerPool(nn.Module):
         # Recomputed at construction, so not saved in state_dict.
         self.register_buffer("positions", sinusoidal_positions(max_len, d_model),
                              persistent=False)
-        layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, dim_feedforward, dropout, activation="gelu", batch_first=True,
-            norm_first=True)
-        # Nested tensors are unavailable with norm_first and would only warn.
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.encoder: nn.TransformerEncoder | None = None
+        if n_layers > 0:
+            layer = nn.TransformerEncoderLayer(
+                d_model, n_heads, dim_feedforward, dropout, activation="gelu",
+                batch_first=True, norm_first=True)
+            # Nested tensors are unavailable with norm_first and would only warn.
+            self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
 
     def check_length(self, steps: int, what: str = "time steps") -> None:
         """Raise :class:`DSSLError` when ``steps`` exceeds ``max_len``."""
@@ -106,6 +116,8 @@ class TransformerPool(nn.Module):
         """(B, T, d_model) embeddings, (B, T) bool validity -> (B, d_model) pooled features."""
         steps = h.shape[1]
         self.check_length(steps)
+        if self.encoder is None:  # n_layers=0: a bag of the steps
+            return masked_mean(h, valid)
         h = h + self.positions[:steps].to(h.dtype)
         any_valid = valid.any(dim=1, keepdim=True)
         # True = ignore this key; fully padded rows attend everywhere (pooled to zeros below).
