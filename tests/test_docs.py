@@ -9,7 +9,10 @@ import io
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+QUICKSTART = ROOT / "docs" / "quickstart.md"
+CLI_PAGE = ROOT / "docs" / "cli.md"
 
 
 def _python_blocks(text: str) -> list[str]:
@@ -38,6 +41,11 @@ def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch):
     assert (tmp_path / "my_model" / "model.safetensors").is_file()
 
 
+def test_quickstart_page_shows_the_readme_example():
+    """The site's quick start shows the very example the test above runs."""
+    assert _python_blocks(QUICKSTART.read_text())[0] == _python_blocks(README.read_text())[0]
+
+
 def _command_lines(text: str) -> list[list[str]]:
     """The ``dssl`` (or ``-m disentangled_ssl.cli``) command lines of the ```bash blocks, as
     argument lists after the program name (continuations joined, comments dropped)."""
@@ -56,12 +64,32 @@ def _command_lines(text: str) -> list[list[str]]:
 
 
 def test_readme_command_lines_parse():
-    """Every command line the README shows is accepted by today's parser, verbatim."""
+    """Every command line the README and the site's command-line page show is accepted by
+    today's parser, verbatim."""
     from disentangled_ssl.cli import build_parser
 
-    commands = _command_lines(README.read_text())
+    commands = _command_lines(README.read_text()) + _command_lines(CLI_PAGE.read_text())
     assert len(commands) >= 12, commands
     assert any(c[:2] == ["fit", "--distributed"] for c in commands), commands
     parser = build_parser()
     for argv in commands:
         parser.parse_args(argv)  # argparse exits (fails the test) on a stale flag
+
+
+def test_docs_command_lines_parse():
+    """The command lines of every other docs page parse too (a page may elide arguments with
+    ``...``, and ``--help`` exits by design; those lines are skipped)."""
+    from disentangled_ssl.cli import build_parser
+
+    parser = build_parser()
+    checked = 0
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        for argv in _command_lines(page.read_text()):
+            if any(word in ("...", "…", "--help", "-h") for word in argv):
+                continue
+            try:
+                parser.parse_args(argv)
+            except SystemExit:
+                raise AssertionError(f"{page.relative_to(ROOT)}: dssl {' '.join(argv)}") from None
+            checked += 1
+    assert checked >= 40, checked

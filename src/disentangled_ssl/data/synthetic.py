@@ -26,6 +26,7 @@ import torch
 
 from disentangled_ssl._errors import DSSLError
 
+#: The label names: y1 (from Z1), yc (from Zs), y2 (from Z2).
 LABEL_NAMES: tuple[str, str, str] = ("y1", "yc", "y2")
 
 
@@ -206,6 +207,16 @@ def make_synthetic(
     )
 
 
+def _require_generator(data: PairedData, what: str) -> None:
+    """Refuse data without the synthetic generator's latents and mixing matrices."""
+    missing = [k for k in ("z1", "zs", "z2") if k not in data.latents] + [
+        k for k in ("t1", "t2") if k not in data.mixing]
+    if missing:
+        raise DSSLError(f"{what} needs the synthetic generator's latents and mixing matrices, "
+                        f"but the data lacks {', '.join(missing)}; make it with "
+                        "make_synthetic(...) (or SyntheticStream.sample)")
+
+
 def _dropping_projection(rng: np.random.RandomState, dim: int, entanglement: float
                          ) -> np.ndarray:
     """(dim, dim) orthogonal projector onto a random subspace of ``dim − round(e·dim)``
@@ -231,12 +242,7 @@ def shared_recoverability(data: PairedData) -> dict[str, float]:
         >>> round(r["shared_r2_1"], 3), round(r["private_in_shared_1"], 3)
         (1.0, 0.0)
     """
-    missing = [k for k in ("z1", "zs", "z2") if k not in data.latents] + [
-        k for k in ("t1", "t2") if k not in data.mixing]
-    if missing:
-        raise DSSLError(f"shared_recoverability needs the synthetic generator's latents and "
-                        f"mixing matrices, but the data lacks {', '.join(missing)}; make it "
-                        "with make_synthetic(...)")
+    _require_generator(data, "shared_recoverability")
     out: dict[str, float] = {}
     ds = data.latents["zs"].shape[1]
     for i in (1, 2):
@@ -283,12 +289,7 @@ def true_counterfactual(data: PairedData, specific_rows: object, shared_rows: ob
         >>> x1.shape, bool(abs(true_counterfactual(data, [3], [3])[0] - data.x1[3]).max() < 1e-4)
         ((2, 100), True)
     """
-    missing = [k for k in ("z1", "zs", "z2") if k not in data.latents] + [
-        k for k in ("t1", "t2") if k not in data.mixing]
-    if missing:
-        raise DSSLError(f"true_counterfactual needs the synthetic generator's latents and mixing "
-                        f"matrices, but the data lacks {', '.join(missing)}; make it with "
-                        "make_synthetic(...) (or SyntheticStream.sample)")
+    _require_generator(data, "true_counterfactual")
     a, b = (_rows(rows, len(data), name) for rows, name in
             ((specific_rows, "specific_rows"), (shared_rows, "shared_rows")))
     if a.shape != b.shape:

@@ -396,18 +396,18 @@ def result_loss_curves(result: Mapping[str, object]
 
 
 def retrieval_grid(images: np.ndarray, captions: Sequence[str], queries: np.ndarray,
-                   items: np.ndarray, groups: np.ndarray, *, top: int = 3, title: str = ""
-                   ) -> object:
-    """A figure of query images (one per group, the first of each in row order), each beside
-    its ``top`` retrieved captions (cosine between ``queries[i]`` and every ``items`` row); the
-    query's own caption in green, others in grey, with its rank when outside the list."""
+                   items: np.ndarray, groups: np.ndarray, *, top: int = 3, title: str = "",
+                   cols: int = 3) -> object:
+    """A figure of query images (one per group, the first of each in row order, ``cols`` to a
+    row), each beside its ``top`` retrieved captions (cosine between ``queries[i]`` and every
+    ``items`` row); the query's own caption in green, others in grey, with its rank when
+    outside the list."""
     from disentangled_ssl.experiments.figures import new_figure
 
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     v = items / np.linalg.norm(items, axis=1, keepdims=True)
     scores = q @ v.T
     picks = [int(np.flatnonzero(groups == g)[0]) for g in dict.fromkeys(groups.tolist())]
-    cols = 3
     n_rows = -(-len(picks) // cols)
     fig = new_figure((6.0 * cols, 1.25 * n_rows + 0.6))
     grid = fig.add_gridspec(n_rows, 2 * cols, width_ratios=[1, 4] * cols)

@@ -19,6 +19,7 @@ from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.methods import clip, dmvae, dssl, factorcl, focal, joint, simclr
 from disentangled_ssl.methods.base import MethodSpec
 
+#: The method ``DisentangledSSL(method=...)`` trains by default: ``"disentangled_ssl"``.
 DEFAULT_METHOD = dssl.SPEC.name
 
 #: name -> spec, baselines first (the order of ``dssl compare``'s rows).
