@@ -41,6 +41,27 @@ def add_common_args(parser: argparse.ArgumentParser, *, n_samples: int, epochs: 
                         help="JSON output path (default benchmarks/results/<name>.json)")
 
 
+def float_list(text: str) -> tuple[float, ...]:
+    """``"0,0.1,1"`` -> (0.0, 0.1, 1.0): a comma-separated flag value."""
+    return tuple(float(t) for t in text.split(",") if t.strip())
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> (0, 1, 2): a comma-separated flag value (seeds)."""
+    return tuple(int(t) for t in text.split(",") if t.strip())
+
+
+def probe_record(key: str, stage: str, dials: dict, seed: int,
+                 probes: dict[str, dict[str, float]], extra_rows: Sequence[dict] = ()) -> dict:
+    """One trial record as :func:`disentangled_ssl.experiments.results.tidy_rows` reads it:
+    representation -> label -> probe accuracy (plus ``extra_rows``, already tidy), no
+    timings."""
+    rows = [{"representation": rep, "label": label, "metric": "accuracy", "value": value}
+            for rep, probe in probes.items() for label, value in probe.items()]
+    return {"key": key, "stage": stage, "dials": dials, "seed": seed, "train_seconds": 0.0,
+            "eval_seconds": 0.0, "rows": rows + list(extra_rows)}
+
+
 def set_threads(threads: int) -> None:
     if threads < 1:
         sys.exit(f"--threads must be >= 1, got {threads}")

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import machine_info, set_threads, write_json
+from _common import int_list, machine_info, set_threads, write_json
 from torch import Tensor, nn
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
@@ -251,10 +251,6 @@ def summarise(runs: list[dict]) -> dict:
     return table
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(t) for t in text.split(",") if t.strip())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-samples", type=int, default=20000)
@@ -263,7 +259,7 @@ def main() -> None:
     parser.add_argument("--decoder-epochs", type=int, default=10)
     parser.add_argument("--ae-epochs", type=int, default=10,
                         help="epochs of the split autoencoder (default 10)")
-    parser.add_argument("--seeds", type=_ints, default=(0, 1, 2))
+    parser.add_argument("--seeds", type=int_list, default=(0, 1, 2))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -30,7 +30,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS_DIR, machine_info, set_threads, write_json
+from _common import (
+    RESULTS_DIR,
+    float_list,
+    int_list,
+    machine_info,
+    probe_record,
+    set_threads,
+    write_json,
+)
 from bench_counterfactual import estimator_scores, pairs
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
@@ -43,20 +51,6 @@ BETAS = (0.0, 1.0, 10.0, 100.0, 1000.0)
 LAMS = (0.0, 0.1, 1.0, 10.0, 100.0)
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(t) for t in text.split(",") if t.strip())
-
-
-def _record(stage: str, dials: dict, seed: int, rows: list[dict]) -> dict:
-    return {"key": f"{stage}-{dials}-{seed}", "stage": stage, "dials": dials, "seed": seed,
-            "train_seconds": 0.0, "eval_seconds": 0.0, "rows": rows}
-
-
-def _probe_rows(representation: str, probe: dict[str, float]) -> list[dict]:
-    return [{"representation": representation, "label": k, "metric": "accuracy", "value": v}
-            for k, v in probe.items()]
-
-
 def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     data = make_synthetic(n_samples=args.n_samples, seed=seed)
     train, test = data.split(test_fraction=0.2, seed=0)
@@ -67,24 +61,23 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     for beta, step1 in zip(args.betas, fit_shared_grid(base, args.betas, train.x1, train.x2)):
         emb_train, emb_test = step1.transform(train.x1, train.x2), step1.transform(test.x1,
                                                                                   test.x2)
-        records.append(_record("shared", {"beta": beta}, seed, _probe_rows(
-            "shared", linear_probe(emb_train.shared, train.labels, emb_test.shared,
-                                   test.labels))))
+        records.append(probe_record(f"shared-{beta}-{seed}", "shared", {"beta": beta}, seed, {
+            "shared": linear_probe(emb_train.shared, train.labels, emb_test.shared,
+                                   test.labels)}))
         for lam, est in zip(args.lams, fit_specific_grid(step1, args.lams, train.x1, train.x2)):
             tic = time.perf_counter()
             est.fit_decoders(train.x1, train.x2)
             scores = estimator_scores(est, test, a, b)
             emb_train, emb_test = est.transform(train.x1, train.x2), est.transform(test.x1,
                                                                                   test.x2)
-            rows = []
-            for i in range(2):
-                rows += _probe_rows(f"specific{i + 1}", linear_probe(
-                    emb_train.specific_list[i], train.labels, emb_test.specific_list[i],
-                    test.labels))
-            rows += [{"representation": "decoded", "label": "", "metric": f"{what}_r2",
-                      "value": scores[what]["mean"]}
-                     for what in ("counterfactual", "reconstruction")]
-            records.append(_record("specific", {"beta": beta, "lam": lam}, seed, rows))
+            probes = {f"specific{i + 1}": linear_probe(
+                emb_train.specific_list[i], train.labels, emb_test.specific_list[i],
+                test.labels) for i in range(2)}
+            decoded = [{"representation": "decoded", "label": "", "metric": f"{what}_r2",
+                        "value": scores[what]["mean"]}
+                       for what in ("counterfactual", "reconstruction")]
+            records.append(probe_record(f"specific-{beta}-{lam}-{seed}", "specific",
+                                        {"beta": beta, "lam": lam}, seed, probes, decoded))
             print(f"  seed {seed} β {beta:g} λ {lam:g}: counterfactual R² "
                   f"{scores['counterfactual']['mean']:.3f}, reconstruction "
                   f"{scores['reconstruction']['mean']:.3f} ({time.perf_counter() - tic:.0f} s)",
@@ -137,16 +130,15 @@ def plot(grid: dict, args: argparse.Namespace, marks: dict[str, tuple[float, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-samples", type=int, default=20000)
-    parser.add_argument("--betas", type=_floats, default=BETAS)
-    parser.add_argument("--lams", type=_floats, default=LAMS)
+    parser.add_argument("--betas", type=float_list, default=BETAS)
+    parser.add_argument("--lams", type=float_list, default=LAMS)
     parser.add_argument("--shared-epochs", type=int, default=5)
     parser.add_argument("--specific-epochs", type=int, default=5)
     parser.add_argument("--decoder-epochs", type=int, default=10)
     parser.add_argument("--max-leakage", type=float, default=0.6,
                         help="dssl select --max-leakage on specific1's yc accuracy (default 0.6)")
     parser.add_argument("--keep", type=float, default=0.95)
-    parser.add_argument("--seeds", type=lambda t: tuple(int(v) for v in t.split(",")),
-                        default=(0, 1, 2))
+    parser.add_argument("--seeds", type=int_list, default=(0, 1, 2))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--replot", type=Path, default=None,

@@ -29,7 +29,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS_DIR, machine_info, set_threads, write_json
+from _common import (
+    RESULTS_DIR,
+    float_list,
+    int_list,
+    machine_info,
+    probe_record,
+    set_threads,
+    write_json,
+)
 
 from disentangled_ssl import DisentangledSSL, make_synthetic
 from disentangled_ssl.data import shared_recoverability
@@ -39,10 +47,6 @@ from disentangled_ssl.experiments.results import tidy_rows
 from disentangled_ssl.experiments.select import keep_target, select
 
 BETAS = (0.0, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(t) for t in text.split(",") if t.strip())
 
 
 def run_setting(entanglement: float, args: argparse.Namespace) -> dict:
@@ -63,12 +67,8 @@ def run_setting(entanglement: float, args: argparse.Namespace) -> dict:
         for beta, est in zip(args.betas, members[seed]):
             probe = linear_probe(est.transform(train.x1, train.x2).shared, train.labels,
                                  est.transform(test.x1, test.x2).shared, test.labels)
-            records.append({"key": f"e{entanglement}-b{beta}-s{seed}", "stage": "shared",
-                            "dials": {"beta": beta}, "seed": seed,
-                            "train_seconds": 0.0, "eval_seconds": 0.0,
-                            "rows": [{"representation": "shared", "label": k,
-                                      "metric": "accuracy", "value": v}
-                                     for k, v in probe.items()]})
+            records.append(probe_record(f"e{entanglement}-b{beta}-s{seed}", "shared",
+                                        {"beta": beta}, seed, {"shared": probe}))
     rows = tidy_rows(records, ["beta"])
     selection = select(rows, keep_target(args.keep))
     chosen = float((selection.chosen or selection.closest).dials["beta"])
@@ -144,13 +144,12 @@ def plot(results: list[dict], path: Path, keep: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-samples", type=int, default=20000)
-    parser.add_argument("--entanglements", type=_floats, default=(0.0, 0.4, 0.7))
-    parser.add_argument("--betas", type=_floats, default=BETAS)
+    parser.add_argument("--entanglements", type=float_list, default=(0.0, 0.4, 0.7))
+    parser.add_argument("--betas", type=float_list, default=BETAS)
     parser.add_argument("--shared-epochs", type=int, default=5)
     parser.add_argument("--specific-epochs", type=int, default=5)
     parser.add_argument("--keep", type=float, default=0.95)
-    parser.add_argument("--seeds", type=lambda t: tuple(int(v) for v in t.split(",")),
-                        default=(0, 1, 2))
+    parser.add_argument("--seeds", type=int_list, default=(0, 1, 2))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--replot", type=Path, default=None,
@@ -158,8 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.replot is not None:
         payload = json.loads(args.replot.read_text())
-        keep = float(payload["settings"]["selection"].split("(")[1].rstrip(")"))
-        plot(payload["results"], args.replot.with_suffix(".png"), keep)
+        plot(payload["results"], args.replot.with_suffix(".png"), payload["settings"]["keep"])
         print(f"figure: {args.replot.with_suffix('.png')}")
         return
     set_threads(args.threads)
@@ -184,7 +182,7 @@ def main() -> None:
         "settings": {"n_samples": args.n_samples, "betas": list(args.betas),
                      "shared_epochs": args.shared_epochs, "specific_epochs": args.specific_epochs,
                      "seeds": list(args.seeds), "selection": f"keep_target({args.keep})",
-                     "figure": figure.name},
+                     "keep": args.keep, "figure": figure.name},
         "results": results}, out)
     print(f"figure: {figure}")
 
