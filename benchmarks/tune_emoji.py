@@ -30,11 +30,15 @@ from disentangled_ssl.experiments.real import (
     _vector_views,
     both_ways,
 )
-from disentangled_ssl.nn.modalities import Image, Tokens
+from disentangled_ssl.nn.modalities import Image, Tokens, Vector
 
-#: name -> changes from the runner's settings: "image" / "tokens" (kind arguments), "crop"
+#: name -> changes from the first runner's settings (CNN width 16 with global pooling, one
+#: Transformer layer of width 64, 120 epochs): "image" / "tokens" (kind arguments), "crop"
 #: (the crop scale range), "lr", "epochs", "standardize_pixels" (each pixel of each channel
-#: to mean 0 and std 1 over the fitting rows, as ``standardize=True`` does for vectors).
+#: to mean 0 and std 1 over the fitting rows, as ``standardize=True`` does for vectors),
+#: "token_augment" (TokenAugment arguments; default off), "pixels_mlp" / "words_mlp" (that
+#: view as the vector rows see it, flattened pixels or a bag of words, through the vector
+#: MLP with its noise and feature-drop augmentation).
 CANDIDATES: dict[str, dict] = {
     "current": {},
     "crop50": {"crop": (0.5, 1.0)},
@@ -47,17 +51,32 @@ CANDIDATES: dict[str, dict] = {
     "tokens0_d128": {"tokens": {"n_layers": 0, "d_model": 128}},
     "pixstd": {"standardize_pixels": True},
     "pixstd_tokens0": {"standardize_pixels": True, "tokens": {"n_layers": 0}},
+    "pool2_tokens0": {"image": {"pool": 2}, "tokens": {"n_layers": 0}},
+    "pool4_tokens0": {"image": {"pool": 4}, "tokens": {"n_layers": 0}},
+    "pool4_tokens0_masking": {"image": {"pool": 4}, "tokens": {"n_layers": 0},
+                              "token_augment": {}},
+    "pool4_tokens0_masking30": {"image": {"pool": 4}, "tokens": {"n_layers": 0},
+                                "token_augment": {"mask_fraction": 0.3, "drop_fraction": 0.3}},
+    "pool4_tokens1": {"image": {"pool": 4}},
+    "pixels_mlp_tokens0": {"pixels_mlp": True, "tokens": {"n_layers": 0}},
+    "pool4_words_mlp": {"image": {"pool": 4}, "words_mlp": True},
 }
 
 
 def estimator(candidate: dict, vocab_size: int, seed: int) -> DisentangledSSL:
     image = {"cnn_width": 16, **candidate.get("image", {})}
     tokens = {"d_model": 64, "n_layers": 1, **candidate.get("tokens", {})}
-    augment = [ImageAugment(crop_scale=candidate.get("crop", (0.8, 1.0)), flip_p=0.0,
-                            brightness=0.0, contrast=0.0, saturation=0.0),
-               TokenAugment(enabled=False)]
+    token_augment = candidate.get("token_augment")
+    modalities: list = [Image(**image), Tokens(vocab_size=vocab_size, **tokens)]
+    augment: list = [ImageAugment(crop_scale=candidate.get("crop", (0.8, 1.0)), flip_p=0.0,
+                                  brightness=0.0, contrast=0.0, saturation=0.0),
+                     TokenAugment(**token_augment) if token_augment is not None
+                     else TokenAugment(enabled=False)]
+    for k, flag in enumerate(("pixels_mlp", "words_mlp")):
+        if candidate.get(flag):  # the vector kind with its own (noise, drop) augmentation
+            modalities[k], augment[k] = Vector(), None
     return DisentangledSSL(
-        method="clip", modalities=(Image(**image), Tokens(vocab_size=vocab_size, **tokens)),
+        method="clip", modalities=tuple(modalities),
         augmentations=augment, lr=candidate.get("lr", 2e-3),
         epochs=candidate.get("epochs", 120), shared_dim=64, specific_dim=64, batch_size=128,
         standardize=True, random_state=seed, verbose=False)
@@ -98,8 +117,13 @@ def main() -> None:
         if CANDIDATES[name].get("standardize_pixels"):
             mean, std = images[0].mean(0), images[0].std(0) + 1e-3
             images = [(x - mean) / std for x in images]
-        est = estimator(CANDIDATES[name], len(vocab), args.seed).fit(images[0], fit.views[1])
-        emb = est.transform(images[1], valid.views[1])
+        views = [images, [fit.views[1], valid.views[1]]]
+        vectors = _vector_views(fit, valid)
+        for k, flag in enumerate(("pixels_mlp", "words_mlp")):
+            if CANDIDATES[name].get(flag):
+                views[k] = [vectors[0][k], vectors[1][k]]
+        est = estimator(CANDIDATES[name], len(vocab), args.seed).fit(views[0][0], views[1][0])
+        emb = est.transform(views[0][1], views[1][1])
         scores = both_ways(emb.shared1, emb.shared2)
         results[name] = {"candidate": CANDIDATES[name], **scores,
                          "final_loss": est.history_["clip"][-1]["loss"],

@@ -41,8 +41,9 @@ _KIND_OPTIONS = {"kind_epochs": (int, "step-1 and CLIP epochs of the image/token
                  "kind_specific_epochs": (int, "step-2 epochs of the image/token encoders"),
                  "kind_lr": (float, "learning rate of the image/token encoders"),
                  "cnn_width": (int, "channels of the image CNN's first stage"),
+                 "image_pool": (int, "the image CNN's pooling cells per side (1: global)"),
                  "token_dim": (int, "width of the caption Transformer"),
-                 "token_layers": (int, "layers of the caption Transformer")}
+                 "token_layers": (int, "layers of the caption Transformer (0: a bag of words)")}
 
 
 def _cmd_real(args: argparse.Namespace) -> int:

@@ -57,7 +57,6 @@ from disentangled_ssl.experiments.spec import (
     check_representations,
     estimator_defaults,
 )
-from disentangled_ssl.experiments.store import DirectoryStore
 from disentangled_ssl.experiments.trial import Split, evaluate
 from disentangled_ssl.methods import DEFAULT_METHOD, get_method
 
@@ -363,8 +362,7 @@ def run_trials(grid: SweepUnion, folder: str | os.PathLike[str], data: Split, *,
     result = run_sweep(grid, folder, threads_per_worker=None, device=device,
                        keep_models=False, progress=progress, report=False, data=data,
                        run_info=dict(run_info or {}), desc=desc)
-    keys = [k for u in grid.units() for k in u.trial_keys]
-    return result, {r["key"]: r for r in DirectoryStore(Path(folder)).records(keys)}
+    return result, {r["key"]: r for r in result.records}
 
 
 # ---------------------------------------------------------------------- untrained reference

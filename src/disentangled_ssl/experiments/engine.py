@@ -67,6 +67,8 @@ class SweepResult:
         failed: unit key -> error message, for units that failed (e.g. diverged).
         seconds: wall time of this run.
         files: report files written (results.csv, summary.md, figures).
+        records: the record of every finished trial (its settings, scores and ``history``),
+            as the store holds it.
     """
 
     rows: list[Row]
@@ -76,6 +78,7 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     files: list[Path] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -407,7 +410,7 @@ def run_sweep(
     records = store.records(keys)
     result = SweepResult(rows=tidy_rows(records, spec.dial_names), n_trials=len(keys),
                          n_done=len(records), n_computed=computed, failed=failed,
-                         seconds=time.perf_counter() - tic)
+                         seconds=time.perf_counter() - tic, records=records)
     if report and result.rows and isinstance(spec, SweepSpec):
         from disentangled_ssl.experiments.report import write_report
 

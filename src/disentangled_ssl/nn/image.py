@@ -65,13 +65,17 @@ class ImageEncoder(nn.Module):
         width: channels of the stem and the first stage.
         n_stages: stages (resolution halves between consecutive stages).
         blocks_per_stage: basic blocks per stage.
+        pool: the final feature map is average-pooled to ``pool × pool`` cells and flattened;
+            1 (global pooling) forgets where a feature is, more keeps the coarse layout (a
+            flag's stripes, an arrow's direction) at ``pool²`` times the features.
     """
 
     def __init__(self, in_channels: int, out_dim: int, *, width: int = 32, n_stages: int = 3,
-                 blocks_per_stage: int = 1) -> None:
+                 blocks_per_stage: int = 1, pool: int = 1) -> None:
         super().__init__()
         check_positive_ints("ImageEncoder", in_channels=in_channels, out_dim=out_dim,
-                            width=width, n_stages=n_stages, blocks_per_stage=blocks_per_stage)
+                            width=width, n_stages=n_stages, blocks_per_stage=blocks_per_stage,
+                            pool=pool)
         self.in_channels, self.out_dim = in_channels, out_dim
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
                                   group_norm(width), nn.ReLU(inplace=True))
@@ -84,9 +88,9 @@ class ImageEncoder(nn.Module):
                 blocks.append(BasicBlock(channels, target, stride))
                 channels = target
         self.stages = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.out = nn.Linear(channels, out_dim)
-        self.feature_dim = channels
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.out = nn.Linear(channels * pool * pool, out_dim)
+        self.feature_dim = channels * pool * pool
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, out_dim)."""

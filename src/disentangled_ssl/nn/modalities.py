@@ -280,12 +280,14 @@ class Sequence(Modality):
 @dataclass(frozen=True)
 class Image(Modality):
     """(n, C, H, W) images with values in about [0, 1] (uint8 pixels are divided by 255): a
-    small residual CNN (global pooling: any height and width of at least 4 pixels), and
+    small residual CNN (average pooling: any height and width of at least 4 pixels), and
     random resized crop, horizontal flip and colour jitter (per image, vectorised).
 
     Attributes:
         channels, height, width: filled from the data.
         cnn_width: channels of the CNN's first stage (doubling per stage).
+        pool: the CNN's last feature map is average-pooled to ``pool × pool`` cells (1:
+            global pooling, blind to where a feature is; 2 keeps the coarse layout).
     """
 
     kind: ClassVar[str] = "image"
@@ -294,6 +296,7 @@ class Image(Modality):
     height: int | None = None
     width: int | None = None
     cnn_width: int = 32
+    pool: int = 1
 
     def resolve(self, sample: Tensor, name: str) -> Image:
         _check_rank(sample, 4, self.kind, name, "(rows, channels, height, width)")
@@ -312,7 +315,8 @@ class Image(Modality):
         return _check_float(x, self.kind, name)
 
     def _encoder(self, out_dim: int) -> ImageEncoder:
-        return ImageEncoder(int(self.channels or 0), out_dim, width=self.cnn_width)
+        return ImageEncoder(int(self.channels or 0), out_dim, width=self.cnn_width,
+                            pool=self.pool)
 
     @property
     def _feature_width(self) -> int:

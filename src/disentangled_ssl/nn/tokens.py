@@ -12,6 +12,15 @@ from torch import Tensor, nn
 from disentangled_ssl._errors import DSSLError
 from disentangled_ssl.nn.sequence import TransformerPool, check_positive_ints
 
+#: Standard deviation of the initial token embeddings of a bag of words (``n_layers=0``).
+#: Small on purpose: an id that never occurs in the training rows gets no gradient and
+#: keeps its initial vector, so at N(0, 1) (PyTorch's default) every unseen word of a
+#: caption adds a random vector as large as a learned one; at 0.02 it barely moves the code
+#: (the LayerNorm after the mean makes the overall scale irrelevant). With attention the
+#: default N(0, 1) is kept: next to the unit-scale positional encoding, 0.02 embeddings
+#: would hide the token ids.
+EMBEDDING_STD = 0.02
+
 
 def check_token_ids(x: Tensor, vocab_size: int, owner: str) -> None:
     """Raise :class:`DSSLError` unless ``x`` is a (B, L) integer tensor of ids in
@@ -35,7 +44,8 @@ def check_token_ids(x: Tensor, vocab_size: int, owner: str) -> None:
 class TokenEncoder(nn.Module):
     """Transformer encoder of a token modality: (B, L) int ids -> (B, out_dim).
 
-    ``nn.Embedding(vocab_size, d_model, padding_idx=pad_id)`` → + sinusoidal positions →
+    ``nn.Embedding(vocab_size, d_model, padding_idx=pad_id)`` (for ``n_layers=0`` initialised
+    N(0, 0.02²): :data:`EMBEDDING_STD`) → + sinusoidal positions →
     pre-LN Transformer encoder (keys with ``id == pad_id`` masked out) → mean over the
     non-pad tokens → LayerNorm → Linear to ``out_dim``. Positions are absolute indices in the
     row, so trailing padding never changes a row's output; a fully padded row gives a finite
@@ -61,6 +71,10 @@ class TokenEncoder(nn.Module):
                             f"{pad_id!r}")
         self.vocab_size, self.out_dim, self.pad_id = vocab_size, out_dim, pad_id
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        if n_layers == 0:  # a bag of words: small start, unseen ids stay near zero
+            with torch.no_grad():
+                nn.init.normal_(self.embedding.weight, std=EMBEDDING_STD)
+                self.embedding.weight[pad_id].zero_()
         self.body = TransformerPool(d_model, n_heads, n_layers, dim_feedforward, dropout,
                                     max_len, owner="TokenEncoder")
         self.norm = nn.LayerNorm(d_model)
