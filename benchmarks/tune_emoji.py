@@ -62,6 +62,9 @@ CANDIDATES: dict[str, dict] = {
     "pool4_words_mlp": {"image": {"pool": 4}, "words_mlp": True},
 }
 
+#: The candidate flags that put view k (0: image, 1: caption) through the vector MLP.
+MLP_FLAGS = ("pixels_mlp", "words_mlp")
+
 
 def estimator(candidate: dict, vocab_size: int, seed: int) -> DisentangledSSL:
     image = {"cnn_width": 16, **candidate.get("image", {})}
@@ -72,7 +75,7 @@ def estimator(candidate: dict, vocab_size: int, seed: int) -> DisentangledSSL:
                                   brightness=0.0, contrast=0.0, saturation=0.0),
                      TokenAugment(**token_augment) if token_augment is not None
                      else TokenAugment(enabled=False)]
-    for k, flag in enumerate(("pixels_mlp", "words_mlp")):
+    for k, flag in enumerate(MLP_FLAGS):
         if candidate.get(flag):  # the vector kind with its own (noise, drop) augmentation
             modalities[k], augment[k] = Vector(), None
     return DisentangledSSL(
@@ -98,11 +101,12 @@ def main() -> None:
     fit, valid = train.stratified_split("group", args.valid_size, seed=args.seed + 1000)
     vocab = data.vocabularies[data.view_names[1]]
     results = {}
+    vectors = _vector_views(fit, valid)  # (fit views, valid views) as the vector rows see them
     for name in args.candidates.split(","):
         tic = time.perf_counter()
         if name == "vector":  # the runner's vector rows: pixels + bag of words, MLP
             config = RealBenchmarkConfig()
-            fit_v, valid_v = _vector_views(fit, valid)
+            fit_v, valid_v = vectors
             est = _estimator(config, args.seed, method="clip", epochs=config.shared_epochs
                              ).fit(*fit_v)
             emb = est.transform(*valid_v)
@@ -118,8 +122,7 @@ def main() -> None:
             mean, std = images[0].mean(0), images[0].std(0) + 1e-3
             images = [(x - mean) / std for x in images]
         views = [images, [fit.views[1], valid.views[1]]]
-        vectors = _vector_views(fit, valid)
-        for k, flag in enumerate(("pixels_mlp", "words_mlp")):
+        for k, flag in enumerate(MLP_FLAGS):
             if CANDIDATES[name].get(flag):
                 views[k] = [vectors[0][k], vectors[1][k]]
         est = estimator(CANDIDATES[name], len(vocab), args.seed).fit(views[0][0], views[1][0])
